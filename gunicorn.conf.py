@@ -1,0 +1,10 @@
+"""gunicorn settings, so that `gunicorn app:app` needs no flags."""
+import multiprocessing
+import os
+
+bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+# Requests are short and CPU-bound in Python, so one sync worker per core keeps every core busy.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+worker_class = "sync"
+accesslog = os.environ.get("ACCESS_LOG")  # unset: no access log
+keepalive = 5

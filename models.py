@@ -1,0 +1,130 @@
+"""The database: the readings table, engine tuning, schema creation and query helpers."""
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class Reading(db.Model):
+    """One temperature or humidity reading from one device."""
+
+    __tablename__ = "readings"
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(), primary_key=True
+    )
+    device_uuid: Mapped[str] = mapped_column(sa.String(64))
+    type: Mapped[str] = mapped_column(sa.String(16))
+    value: Mapped[int] = mapped_column(sa.Integer())
+    date_created: Mapped[int] = mapped_column(sa.BigInteger())
+
+    __table_args__ = (
+        # TimescaleDB requires the partitioning column in every unique key of a hypertable.
+        sa.UniqueConstraint("date_created", "id", name="uq_readings_date_created_id").ddl_if(
+            dialect="postgresql"
+        ),
+        sa.Index("ix_readings_device_time", "device_uuid", "date_created"),
+        sa.Index("ix_readings_device_type_time_value", "device_uuid", "type", "date_created", "value"),
+        sa.Index("ix_readings_device_type_value_time", "device_uuid", "type", "value", "date_created"),
+    )
+
+
+# On SQLite a lone INTEGER PRIMARY KEY is the rowid; elsewhere the unique key above identifies rows.
+Reading.__table__.primary_key.ddl_if(dialect="sqlite")
+
+READING_COLUMNS = (Reading.date_created, Reading.device_uuid, Reading.type, Reading.value)
+READING_KEYS = tuple(column.key for column in READING_COLUMNS)
+_INSERT = sa.insert(Reading.__table__)
+_SCHEMA_LOCK_ID = 0x43616E617279  # any constant shared by every process that creates the schema
+
+
+def configure_engine(engine, busy_timeout_ms):
+    """Tune a SQLite engine for many concurrent writers; leave other databases alone."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's begin event, not the driver, decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # Writers take the write lock up front, so they queue on busy_timeout instead of failing.
+        immediate = connection.get_execution_options().get("write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_schema():
+    """Create the readings table and any missing index; safe to run from many processes at once."""
+    with write_transaction() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_ID)))
+        connection.execute(CreateTable(Reading.__table__, if_not_exists=True))
+        for index in Reading.__table__.indexes:
+            connection.execute(CreateIndex(index, if_not_exists=True))
+
+
+@contextmanager
+def write_transaction():
+    """Yield a connection inside a transaction that holds the write lock, committing on exit."""
+    with db.engine.connect() as connection:
+        connection.execution_options(write=True)
+        with connection.begin():
+            yield connection
+
+
+def insert_readings(readings):
+    """Store readings (dicts with the four reading keys) in one transaction."""
+    with write_transaction() as connection:
+        connection.execute(_INSERT, readings)
+
+
+def stream_partitions(statement, chunk_rows):
+    """Run a query on a connection of its own, then yield its rows chunk_rows at a time.
+
+    The first next() runs the query and yields None; the connection closes with the generator.
+    """
+    with db.engine.connect() as connection:
+        result = connection.execution_options(yield_per=chunk_rows).execute(statement)
+        yield None
+        yield from result.partitions()
+
+
+def arrival_order():
+    """Return the column that orders readings as they were stored."""
+    if db.engine.dialect.name == "sqlite":
+        # rowid exists on every SQLite table, including four-column tables made by other tools.
+        return sa.literal_column("readings.rowid")
+    return Reading.id
+
+
+def matching(statement, device_uuid, type=None, start=None, end=None):
+    """Restrict a statement to one device's readings within the optional filters."""
+    statement = statement.where(Reading.device_uuid == device_uuid)
+    if type is not None:
+        statement = statement.where(Reading.type == type)
+    if start is not None:
+        statement = statement.where(Reading.date_created >= start)
+    if end is not None:
+        statement = statement.where(Reading.date_created <= end)
+    return statement
+
+
+def ping():
+    """Make a trivial round trip to the database."""
+    db.session.execute(sa.select(1)).scalar_one()

@@ -1,0 +1,79 @@
+"""Marshmallow schemas: what a reading, a batch and a set of query filters must look like."""
+import re
+import time
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+READING_TYPES = ("temperature", "humidity")
+DEVICE_UUID_PATTERN = r"\A[A-Za-z0-9_.:-]{1,64}\Z"
+MAX_EPOCH_SECONDS = 2**63 - 1  # the largest value a 64-bit INTEGER/BIGINT column holds
+
+_device_uuid = validate.Regexp(
+    DEVICE_UUID_PATTERN,
+    error="Must be 1-64 characters of letters, digits, '-', '_', '.' or ':'.",
+)
+_epoch_seconds = validate.Range(0, MAX_EPOCH_SECONDS)
+
+
+def _now():
+    return int(time.time())
+
+
+class QueryInteger(fields.Integer):
+    """An integer from a JSON body or a query string: a JSON integer or a string of digits."""
+
+    _digits = re.compile(r"\A-?[0-9]{1,19}\Z")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and self._digits.match(value):
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+
+class DeviceSchema(Schema):
+    """The device id taken from the URL path."""
+
+    device_uuid = fields.String(required=True, validate=_device_uuid)
+
+
+class ReadingSchema(Schema):
+    """A reading posted for the device named in the URL."""
+
+    type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
+    value = fields.Integer(strict=True, required=True, validate=validate.Range(0, 100))
+    date_created = fields.Integer(strict=True, load_default=_now, validate=_epoch_seconds)
+
+
+class DeviceReadingSchema(ReadingSchema):
+    """A reading that names its own device, as gateways post them."""
+
+    device_uuid = fields.String(required=True, validate=_device_uuid)
+
+
+class ReadingFilterSchema(Schema):
+    """Filters on a device's readings; bounds are inclusive epoch seconds."""
+
+    type = fields.String(validate=validate.OneOf(READING_TYPES))
+    start = QueryInteger(validate=_epoch_seconds)
+    end = QueryInteger(validate=_epoch_seconds)
+
+    @validates_schema
+    def _start_not_after_end(self, data, **kwargs):
+        if "start" in data and "end" in data and data["start"] > data["end"]:
+            raise ValidationError("Must not be after end.", "start")
+
+
+class ListingQuerySchema(ReadingFilterSchema):
+    """Filters plus paging for the readings listing."""
+
+    limit = QueryInteger(validate=validate.Range(1, 2**63 - 1))
+    order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
+
+
+class MetricQuerySchema(ReadingFilterSchema):
+    """Filters for a statistic, which is always over one reading type."""
+
+    type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
