@@ -36,6 +36,10 @@ _metric_schema = MetricQuerySchema()
 def parse_json_body(required):
     """Return the request body parsed as JSON whatever its Content-Type, or None if empty."""
     data = request.get_data(cache=True)
+    limit = request.max_content_length
+    # A chunked body has no Content-Length to check up front: Werkzeug stops reading at the limit.
+    if request.content_length is None and limit and len(data) >= limit and request.input_stream.read(1):
+        abort(413)
     if not data.strip():
         if required:
             abort(400, "The request body is empty; send a JSON object.")
@@ -131,7 +135,7 @@ def _json_array(partitions):
         chunk = json.dumps([dict(zip(READING_KEYS, row)) for row in rows], separators=(",", ":"))
         yield separator + chunk[1:-1]
         separator = ","
-    yield "[]" if separator == "[" else "]"
+    yield "[]\n" if separator == "[" else "]\n"
 
 
 @bp.get("/devices/<device_uuid>/readings/<metric>/", strict_slashes=False)

@@ -66,7 +66,7 @@ def configure_engine(engine, busy_timeout_ms):
     def _on_begin(connection):
         # Writers take the write lock up front, so they queue on busy_timeout instead of failing.
         immediate = connection.get_execution_options().get("write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def create_schema():

@@ -12,7 +12,10 @@ _device_uuid = validate.Regexp(
     DEVICE_UUID_PATTERN,
     error="Must be 1-64 characters of letters, digits, '-', '_', '.' or ':'.",
 )
-_epoch_seconds = validate.Range(0, MAX_EPOCH_SECONDS)
+_epoch_seconds = validate.Range(0, MAX_EPOCH_SECONDS, error="Must be epoch seconds from {min} to {max}.")
+
+
+_integer_error = {"invalid": "Must be a JSON integer."}
 
 
 def _now():
@@ -30,7 +33,7 @@ class QueryInteger(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
     def __init__(self, **kwargs):
-        super().__init__(strict=True, **kwargs)
+        super().__init__(strict=True, error_messages={"invalid": "Must be an integer."}, **kwargs)
 
 
 class DeviceSchema(Schema):
@@ -43,8 +46,12 @@ class ReadingSchema(Schema):
     """A reading posted for the device named in the URL."""
 
     type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
-    value = fields.Integer(strict=True, required=True, validate=validate.Range(0, 100))
-    date_created = fields.Integer(strict=True, load_default=_now, validate=_epoch_seconds)
+    value = fields.Integer(
+        strict=True, required=True, validate=validate.Range(0, 100), error_messages=_integer_error
+    )
+    date_created = fields.Integer(
+        strict=True, load_default=_now, validate=_epoch_seconds, error_messages=_integer_error
+    )
 
 
 class DeviceReadingSchema(ReadingSchema):
@@ -69,7 +76,7 @@ class ReadingFilterSchema(Schema):
 class ListingQuerySchema(ReadingFilterSchema):
     """Filters plus paging for the readings listing."""
 
-    limit = QueryInteger(validate=validate.Range(1, 2**63 - 1))
+    limit = QueryInteger(validate=validate.Range(1, 2**63 - 1, error="Must be a positive integer."))
     order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
 
 
