@@ -25,7 +25,7 @@ def _now():
 class QueryInteger(fields.Integer):
     """An integer from a JSON body or a query string: a JSON integer or a string of digits."""
 
-    _digits = re.compile(r"\A-?[0-9]{1,19}\Z")
+    _digits = re.compile(r"\A-?[0-9]{1,30}\Z")
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str) and self._digits.match(value):
