@@ -1,0 +1,99 @@
+"""Shared fixtures: an application per test on SQLite, and on PostgreSQL when one is configured."""
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+
+# Importing `app` builds its module-level application, so point it at a throwaway database
+# before anything imports it; otherwise the import would create ./database.db in the repository.
+_IMPORT_DIR = tempfile.mkdtemp(prefix="canary-import-")
+atexit.register(shutil.rmtree, _IMPORT_DIR, ignore_errors=True)
+os.environ["DATABASE_URL"] = "sqlite:///" + os.path.join(_IMPORT_DIR, "import.db")
+for _name in ("CANARY_ROLE", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH"):
+    os.environ.pop(_name, None)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import pytest  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from app import create_app  # noqa: E402
+from models import Reading, db  # noqa: E402
+
+POSTGRES_URL_VARIABLE = "CANARY_TEST_POSTGRES_URL"
+
+
+def _with_search_path(url, schema):
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_uri(request, tmp_path):
+    """A database URI of its own for this test, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/test.db"
+        return
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        reason = f"PostgreSQL tests need {POSTGRES_URL_VARIABLE} (e.g. postgresql+psycopg://user:pw@host/db)"
+        if os.environ.get("CANARY_REQUIRE_POSTGRES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    schema = "t_" + uuid.uuid4().hex
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _with_search_path(url, schema)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def make_app(database_uri):
+    """Build applications on this test's database; extra settings go in as test_config."""
+    apps = []
+
+    def build(**config):
+        application = create_app({"SQLALCHEMY_DATABASE_URI": database_uri, **config})
+        apps.append(application)
+        return application
+
+    yield build
+    for application in apps:
+        with application.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def stored_count(app):
+    """Count the rows in the readings table directly, bypassing the API."""
+
+    def count():
+        with app.app_context():
+            statement = sa.select(sa.func.count()).select_from(Reading.__table__)
+            return db.session.execute(statement).scalar_one()
+
+    return count
+
+
+@pytest.fixture
+def device():
+    return "dev-" + uuid.uuid4().hex

@@ -1,0 +1,176 @@
+"""Configuration: which database each setting selects, the configure scripts, and server roles."""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from configmodule import Config, DevelopmentConfig, TestingConfig, select_config
+from models import db
+
+ROOT = Path(__file__).resolve().parent.parent
+READING = {"type": "temperature", "value": 21, "date_created": 1000}
+SETTINGS = {
+    "default": ({}, Config, "database.db"),
+    "development": ({"DEVELOPMENT_SETTINGS": "1"}, DevelopmentConfig, "development_database.db"),
+    "testing": ({"TESTING_SETTINGS": "1"}, TestingConfig, "test_database.db"),
+}
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """A working directory of its own and no configuration variables set."""
+    for name in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    apps = []
+    yield apps
+    for application in apps:
+        with application.app_context():
+            db.engine.dispose()
+
+
+def start(apps):
+    application = create_app()
+    apps.append(application)
+    return application
+
+
+def stored_rows(path):
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("SELECT device_uuid, type, value, date_created FROM readings").fetchall()
+    finally:
+        connection.close()
+
+
+def post_one(application):
+    response = application.test_client().post("/devices/dev-1/readings/", data=json.dumps(READING))
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_settings_select_database_in_working_directory(clean_env, monkeypatch, tmp_path, setting):
+    variables, config_class, filename = SETTINGS[setting]
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert select_config() is config_class
+    application = start(clean_env)
+    post_one(application)
+    assert stored_rows(tmp_path / filename) == [("dev-1", "temperature", 21, 1000)]
+    assert not (Path(application.instance_path) / filename).exists()
+    others = {name for _, _, name in SETTINGS.values()} - {filename}
+    assert not any((tmp_path / other).exists() for other in others)
+
+
+def test_development_and_testing_flags(clean_env, monkeypatch):
+    monkeypatch.setenv("DEVELOPMENT_SETTINGS", "1")
+    assert start(clean_env).config["DEBUG"] is True
+    monkeypatch.delenv("DEVELOPMENT_SETTINGS")
+    monkeypatch.setenv("TESTING_SETTINGS", "1")
+    assert start(clean_env).config["TESTING"] is True
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_database_url_overrides_every_setting(clean_env, monkeypatch, tmp_path, setting):
+    for name, value in SETTINGS[setting][0].items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/elsewhere/chosen.db")
+    post_one(start(clean_env))
+    assert stored_rows(tmp_path / "elsewhere" / "chosen.db") == [("dev-1", "temperature", 21, 1000)]
+    assert not (tmp_path / SETTINGS[setting][2]).exists()
+
+
+def test_relative_database_url_is_relative_to_working_directory(clean_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///rel.db")
+    application = start(clean_env)
+    post_one(application)
+    assert stored_rows(tmp_path / "rel.db") == [("dev-1", "temperature", 21, 1000)]
+    assert not (Path(application.instance_path) / "rel.db").exists()
+
+
+@pytest.mark.parametrize(
+    "script, inherited, expected, cleared",
+    [
+        ("configure_testing.sh", {"DEVELOPMENT_SETTINGS": "1"}, "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS"),
+        ("configure_testing.sh", {}, "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS"),
+        ("configure_development.sh", {"TESTING_SETTINGS": "1"}, "DEVELOPMENT_SETTINGS", "TESTING_SETTINGS"),
+        ("configure_development.sh", {}, "DEVELOPMENT_SETTINGS", "TESTING_SETTINGS"),
+    ],
+)
+def test_configure_scripts_set_variables(script, inherited, expected, cleared):
+    env = {key: value for key, value in os.environ.items() if key not in ("TESTING_SETTINGS", "DEVELOPMENT_SETTINGS")}
+    output = subprocess.run(
+        ["bash", "-c", f"source ./{script}; env -0"], cwd=ROOT, env={**env, **inherited},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    result = dict(line.split("=", 1) for line in output.split("\0") if "=" in line)
+    assert result.get(expected)
+    assert cleared not in result
+    expected_class = {"TESTING_SETTINGS": TestingConfig, "DEVELOPMENT_SETTINGS": DevelopmentConfig}[expected]
+    assert select_config(result) is expected_class
+
+
+@pytest.mark.parametrize(
+    "script, filename",
+    [(None, "database.db"), ("configure_development.sh", "development_database.db"),
+     ("configure_testing.sh", "test_database.db")],
+)
+def test_sourced_script_then_module_app_uses_its_database(tmp_path, script, filename):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE")}
+    program = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from app import app; print(app.name)"
+    source = f"source {ROOT / script}; " if script else ""
+    subprocess.run(["bash", "-c", f'{source}exec "$0" -c "$1"', sys.executable, program],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert [path.name for path in tmp_path.glob("*.db")] == [filename]
+
+
+def test_role_query_refuses_writes(make_app, monkeypatch, device):
+    writer = make_app().test_client()
+    assert writer.post(f"/devices/{device}/readings/", data=json.dumps(READING)).status_code == 201
+    monkeypatch.setenv("CANARY_ROLE", "query")
+    reader = make_app().test_client()
+    for path, body in [(f"/devices/{device}/readings/", READING), (f"/devices/{device}/readings", [READING]),
+                       ("/readings/", [{**READING, "device_uuid": device}])]:
+        response = reader.post(path, data=json.dumps(body))
+        assert response.status_code == 404
+        assert response.get_json()["code"] == 404 and set(response.get_json()) == {"code", "status", "message"}
+    assert reader.get(f"/devices/{device}/readings/").get_json() == [{**READING, "device_uuid": device}]
+    response = reader.get(f"/devices/{device}/readings/max/", query_string={"type": "temperature"})
+    assert response.status_code == 200 and response.get_json()["value"] == 21
+
+
+def test_role_ingest_refuses_reads(make_app, monkeypatch, device):
+    monkeypatch.setenv("CANARY_ROLE", "ingest")
+    ingest = make_app().test_client()
+    assert ingest.post(f"/devices/{device}/readings/", data=json.dumps(READING)).status_code == 201
+    assert ingest.post("/readings/", data=json.dumps([{**READING, "device_uuid": device}])).status_code == 201
+    for query_string in ({}, {"type": "temperature"}):
+        for path in (f"/devices/{device}/readings/", f"/devices/{device}/readings/mean/"):
+            response = ingest.get(path, query_string=query_string)
+            assert response.status_code == 404
+            assert response.get_json()["code"] == 404 and set(response.get_json()) == {"code", "status", "message"}
+    monkeypatch.setenv("CANARY_ROLE", "all")
+    assert len(make_app().test_client().get(f"/devices/{device}/readings/").get_json()) == 2
+
+
+@pytest.mark.parametrize("role", ["all", "ingest", "query"])
+def test_health_in_every_role(make_app, monkeypatch, role):
+    monkeypatch.setenv("CANARY_ROLE", role)
+    response = make_app().test_client().get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("role", ["reader", "INGEST", "both", " query"])
+def test_invalid_role_raises(clean_env, monkeypatch, tmp_path, role):
+    monkeypatch.setenv("CANARY_ROLE", role)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/roles.db")
+    with pytest.raises(ValueError):
+        create_app()
