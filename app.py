@@ -33,8 +33,11 @@ _listing_schema = ListingQuerySchema()
 _metric_schema = MetricQuerySchema()
 
 
+NO_BODY = object()
+
+
 def parse_json_body(required):
-    """Return the request body parsed as JSON whatever its Content-Type, or None if empty."""
+    """Return the request body parsed as JSON whatever its Content-Type, or NO_BODY if empty."""
     data = request.get_data(cache=True)
     limit = request.max_content_length
     # A chunked body has no Content-Length to check up front: Werkzeug stops reading at the limit.
@@ -43,7 +46,7 @@ def parse_json_body(required):
     if not data.strip():
         if required:
             abort(400, "The request body is empty; send a JSON object.")
-        return None
+        return NO_BODY
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as error:
@@ -58,7 +61,7 @@ def load_device(device_uuid):
 def load_filters(schema):
     """Return filters from the query string and a JSON-object GET body; the query string wins."""
     body = parse_json_body(required=False)
-    if body is None:
+    if body is NO_BODY:
         body = {}
     elif not isinstance(body, dict):
         raise ValidationError({"_schema": ["The request body must be a JSON object of filters."]})

@@ -124,7 +124,7 @@ def test_bad_metric_filters_are_422(client, filters, field, path):
     assert field in assert_error(response, 422)["errors"]
 
 
-@pytest.mark.parametrize("raw", ['"type=temperature"', "[1]", "5", "true"])
+@pytest.mark.parametrize("raw", ['"type=temperature"', "[1]", "5", "true", "null"])
 @pytest.mark.parametrize("path", READ_PATHS)
 def test_non_object_filter_body_is_422(client, raw, path):
     assert_error(client.get(path, query_string={"type": "temperature"}, data=raw), 422)
