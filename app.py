@@ -10,7 +10,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 import metrics
 from configmodule import database_uri, environment_overrides, select_config
 from models import READING_COLUMNS, READING_KEYS, Reading, arrival_order, configure_engine, create_schema, db
-from models import insert_readings, matching, ping, stream_partitions
+from models import insert_reading, insert_readings, matching, ping, stream_partitions
 from schemas import (
     DeviceReadingSchema,
     DeviceSchema,
@@ -97,7 +97,7 @@ def create_device_readings(device_uuid):
         insert_readings([{**reading, "device_uuid": device_uuid} for reading in readings])
         return {"count": len(readings)}, 201
     reading = {**_reading_schema.load(body), "device_uuid": device_uuid}
-    insert_readings(reading)
+    insert_reading(reading)
     return {key: reading[key] for key in READING_KEYS}, 201
 
 

@@ -1,6 +1,8 @@
 """The database: the readings table, engine tuning, schema creation and query helpers."""
 import fcntl
+import functools
 import os
+import threading
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -46,6 +48,7 @@ Reading.__table__.primary_key.ddl_if(dialect="sqlite")
 READING_COLUMNS = (Reading.date_created, Reading.device_uuid, Reading.type, Reading.value)
 READING_KEYS = tuple(column.key for column in READING_COLUMNS)
 _INSERT = sa.insert(Reading.__table__)
+_lock_files = threading.local()
 _SCHEMA_LOCK_ID = 0x43616E617279  # any constant shared by every process that creates the schema
 
 
@@ -62,10 +65,6 @@ def configure_engine(engine, busy_timeout_ms):
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
-        # Index pages of many devices are touched at random: read them through the page cache
-        # and a memory map rather than a read() system call each.
-        cursor.execute("PRAGMA cache_size = -32768")
-        cursor.execute("PRAGMA mmap_size = 268435456")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -96,12 +95,24 @@ def _writers_queue(engine):
     if engine.dialect.name != "sqlite" or path in (None, "", ":memory:"):
         yield
         return
-    descriptor = os.open(path + "-writers", os.O_RDWR | os.O_CREAT, 0o644)
+    descriptor = _lock_file(path + "-writers")
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(descriptor)
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+def _lock_file(path):
+    """Return this thread's descriptor for a lock file, opened once per process and thread.
+
+    flock excludes open file descriptions, so threads and forked workers each need their own.
+    """
+    descriptors = _lock_files.__dict__.setdefault("descriptors", {})
+    key = (os.getpid(), path)
+    if key not in descriptors:
+        descriptors[key] = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    return descriptors[key]
 
 
 @contextmanager
@@ -118,6 +129,32 @@ def insert_readings(readings):
     """Store readings (dicts with the four reading keys) in one transaction."""
     with write_transaction() as connection:
         connection.execute(_INSERT, readings)
+
+
+def insert_reading(reading):
+    """Store one reading: the Core INSERT, compiled once, and its commit on a pooled connection.
+
+    This is the hot path of ingest, so it skips the per-statement work of a Core execution. On
+    SQLite the lone INSERT runs in autocommit: its implicit transaction takes the write lock as it
+    starts, as BEGIN IMMEDIATE would.
+    """
+    engine = db.engine
+    sql, positions = _compiled_insert(engine.dialect)
+    parameters = [reading[key] for key in positions] if positions else reading
+    with _writers_queue(engine):
+        connection = engine.raw_connection()
+        try:
+            connection.cursor().execute(sql, parameters)
+            connection.commit()
+        finally:
+            connection.close()
+
+
+@functools.cache
+def _compiled_insert(dialect):
+    """Return the SQL of the single-reading INSERT for a dialect, and its positional parameter order."""
+    compiled = _INSERT.inline().compile(dialect=dialect, column_keys=list(READING_KEYS))
+    return compiled.string, compiled.positiontup
 
 
 def stream_partitions(statement, chunk_rows):
