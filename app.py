@@ -13,10 +13,10 @@ from models import READING_COLUMNS, READING_KEYS, Reading, arrival_order, config
 from models import insert_reading, insert_readings, matching, ping, stream_partitions
 from schemas import (
     DeviceReadingSchema,
-    DeviceSchema,
     ListingQuerySchema,
     MetricQuerySchema,
     ReadingSchema,
+    load_device_uuid,
 )
 
 bp = Blueprint("readings", __name__)
@@ -25,7 +25,6 @@ ROLES = {"all": None, "ingest": "query", "query": "ingest"}  # role -> the kind 
 WRITE_ENDPOINTS = {"readings.create_device_readings", "readings.create_readings"}
 READ_ENDPOINTS = {"readings.list_readings", "readings.get_metric"}
 
-_device_schema = DeviceSchema()
 _reading_schema = ReadingSchema()
 _device_batch_schema = ReadingSchema(many=True)
 _gateway_batch_schema = DeviceReadingSchema(many=True)
@@ -51,11 +50,6 @@ def parse_json_body(required):
         return json.loads(data)
     except (ValueError, RecursionError) as error:
         abort(400, f"The request body is not valid JSON ({error}).")
-
-
-def load_device(device_uuid):
-    """Return the device id from the URL once it is known to be well formed."""
-    return _device_schema.load({"device_uuid": device_uuid})["device_uuid"]
 
 
 def load_filters(schema):
@@ -90,7 +84,7 @@ def refuse_other_role():
 @bp.post("/devices/<device_uuid>/readings/", strict_slashes=False)
 def create_device_readings(device_uuid):
     """Store one reading (a JSON object) or a batch (a JSON array) for a device."""
-    device_uuid = load_device(device_uuid)
+    device_uuid = load_device_uuid(device_uuid)
     body = parse_json_body(required=True)
     if isinstance(body, list):
         readings = load_batch(_device_batch_schema, body)
@@ -116,7 +110,7 @@ def create_readings():
 @bp.get("/devices/<device_uuid>/readings/", strict_slashes=False)
 def list_readings(device_uuid):
     """Stream a device's readings as a JSON array ordered by date_created."""
-    device_uuid = load_device(device_uuid)
+    device_uuid = load_device_uuid(device_uuid)
     query = load_filters(_listing_schema)
     limit, order = query.pop("limit", None), query.pop("order")
     statement = matching(db.select(*READING_COLUMNS), device_uuid, **query)
@@ -146,7 +140,7 @@ def get_metric(device_uuid, metric):
     """Return one statistic over a device's readings of one type."""
     if metric not in metrics.METRICS:
         abort(404, f"There is no metric '{metric}'; use one of {', '.join(metrics.METRICS)}.")
-    device_uuid = load_device(device_uuid)
+    device_uuid = load_device_uuid(device_uuid)
     filters = load_filters(_metric_schema)
     body = metrics.compute(metric, {"device_uuid": device_uuid, **filters})
     if body is None:

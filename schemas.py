@@ -36,10 +36,13 @@ class QueryInteger(fields.Integer):
         super().__init__(strict=True, error_messages={"invalid": "Must be an integer."}, **kwargs)
 
 
-class DeviceSchema(Schema):
-    """The device id taken from the URL path."""
-
-    device_uuid = fields.String(required=True, validate=_device_uuid)
+def load_device_uuid(value):
+    """Return a device id from the URL path, or raise a ValidationError keyed by device_uuid."""
+    # The validator alone, not a one-field schema: this runs on every request of the hot path.
+    try:
+        return _device_uuid(value)
+    except ValidationError as error:
+        raise ValidationError({"device_uuid": error.messages}) from None
 
 
 class ReadingSchema(Schema):
