@@ -1,0 +1,56 @@
+"""The schema the app creates: its types, its indexes and, on PostgreSQL, a hypertable-ready key."""
+import sqlalchemy as sa
+
+from models import db
+
+INDEXED_COLUMNS = {
+    ("device_uuid", "date_created"),
+    ("device_uuid", "type", "date_created", "value"),
+    ("device_uuid", "type", "value", "date_created"),
+}
+
+
+def inspect_readings(app):
+    with app.app_context():
+        inspector = sa.inspect(db.engine)
+        return (
+            db.engine.dialect.name,
+            {column["name"]: column["type"] for column in inspector.get_columns("readings")},
+            inspector.get_indexes("readings"),
+            inspector.get_unique_constraints("readings"),
+            inspector.get_pk_constraint("readings")["constrained_columns"],
+        )
+
+
+def test_schema_has_the_access_path_indexes(app):
+    _, _, indexes, _, _ = inspect_readings(app)
+    assert INDEXED_COLUMNS <= {tuple(index["column_names"]) for index in indexes}
+
+
+def test_schema_stores_epoch_seconds_as_64_bit_integers(app):
+    dialect, columns, _, _, _ = inspect_readings(app)
+    assert set(columns) == {"id", "device_uuid", "type", "value", "date_created"}
+    if dialect == "postgresql":
+        assert isinstance(columns["date_created"], sa.BigInteger)
+    assert isinstance(columns["value"], sa.Integer)
+
+
+def test_schema_every_unique_key_includes_date_created_on_postgresql(app):
+    dialect, _, indexes, uniques, primary_key = inspect_readings(app)
+    if dialect != "postgresql":
+        # On SQLite the key is the rowid alias, so identical readings stay separate rows.
+        assert primary_key == ["id"]
+        return
+    unique_keys = [constraint["column_names"] for constraint in uniques]
+    unique_keys += [index["column_names"] for index in indexes if index["unique"]]
+    unique_keys += [primary_key] if primary_key else []
+    assert unique_keys, "readings needs a key that identifies a row"
+    assert all("date_created" in key for key in unique_keys)
+
+
+def test_schema_creation_keeps_existing_readings(app, make_app):
+    reading = {"type": "humidity", "value": 40, "date_created": 5}
+    assert app.test_client().post("/devices/dev-1/readings/", json=reading).status_code == 201
+    restarted = make_app()  # a second start on the same database meets the table and its indexes
+    response = restarted.test_client().get("/devices/dev-1/readings/")
+    assert response.get_json() == [{**reading, "device_uuid": "dev-1"}]
