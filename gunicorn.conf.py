@@ -7,4 +7,5 @@ bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "sync"
 accesslog = os.environ.get("ACCESS_LOG")  # unset: no access log
-keepalive = 5
+# Ingest and query servers often share a host, and gunicorn's control socket has one default path.
+control_socket_disable = True
