@@ -57,8 +57,10 @@ def configure_engine(engine, busy_timeout_ms):
     if engine.dialect.name != "sqlite":
         return
 
+    path = engine.url.database
+
     @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection, record):
         # Let SQLAlchemy's begin event, not the driver, decide how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -66,12 +68,29 @@ def configure_engine(engine, busy_timeout_ms):
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+        record.info["file"] = _file_identity(path)
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, proxy):
+        # Test harnesses delete and recreate the database file; a pooled connection would go on
+        # reading and writing the deleted one.
+        if record.info.get("file") != _file_identity(path):
+            raise sa.exc.DisconnectionError("the database file was replaced")
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection):
         # Writers take the write lock up front, so they queue on busy_timeout instead of failing.
         immediate = connection.get_execution_options().get("write", False)
         connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _file_identity(path):
+    """Return what identifies the file at path (device and inode), or None if there is none."""
+    try:
+        status = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return status.st_dev, status.st_ino
 
 
 def create_schema():

@@ -148,6 +148,20 @@ def test_table_replaced_again_under_running_app(legacy):
     assert len(raw_rows(path)) == 5
 
 
+def test_database_file_recreated_under_running_app(legacy):
+    application, path = legacy
+    client = application.test_client()
+    assert client.post("/devices/test_device/readings/", data=json.dumps({"type": "humidity", "value": 1})).status_code == 201
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    rebuild(path, ROWS)
+    listed = client.get("/devices/test_device/readings/").get_json()
+    assert len(listed) == 6
+    posted = client.post("/devices/test_device/readings/", data=json.dumps({"type": "humidity", "value": 2}))
+    assert posted.status_code == 201
+    assert len(raw_rows(path)) == len(ROWS) + 1
+
+
 def test_app_started_on_existing_legacy_table(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
