@@ -9,8 +9,8 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 import metrics
 from configmodule import database_uri, environment_overrides, select_config
-from models import READING_COLUMNS, READING_KEYS, Reading, arrival_order, configure_engine, create_schema, db
-from models import insert_reading, insert_readings, matching, ping, stream_partitions
+from models import READING_KEYS, configure_engine, create_schema, db
+from models import insert_reading, insert_readings, ping, stream_readings
 from schemas import (
     DeviceReadingSchema,
     ListingQuerySchema,
@@ -112,16 +112,8 @@ def list_readings(device_uuid):
     """Stream a device's readings as a JSON array ordered by date_created."""
     device_uuid = load_device_uuid(device_uuid)
     query = load_filters(_listing_schema)
-    limit, order = query.pop("limit", None), query.pop("order")
-    statement = matching(db.select(*READING_COLUMNS), device_uuid, **query)
-    if order == "desc":
-        statement = statement.order_by(Reading.date_created.desc(), arrival_order().desc())
-    else:
-        statement = statement.order_by(Reading.date_created, arrival_order())
-    if limit is not None:
-        statement = statement.limit(limit)
-    partitions = stream_partitions(statement, current_app.config["STREAM_CHUNK_ROWS"])
-    next(partitions)  # run the query now, so that a failure is still a JSON error
+    partitions = stream_readings(device_uuid, current_app.config["STREAM_CHUNK_ROWS"], **query)
+    next(partitions)  # run the queries now, so that a failure is still a JSON error
     return Response(_json_array(partitions), mimetype="application/json")
 
 

@@ -1,6 +1,8 @@
 """The database: the readings table, engine tuning, schema creation and query helpers."""
 import fcntl
 import functools
+import heapq
+import itertools
 import os
 import threading
 from contextlib import contextmanager
@@ -36,7 +38,6 @@ class Reading(db.Model):
         sa.UniqueConstraint("date_created", "id", name="uq_readings_date_created_id").ddl_if(
             dialect="postgresql"
         ),
-        sa.Index("ix_readings_device_time", "device_uuid", "date_created"),
         sa.Index("ix_readings_device_type_time_value", "device_uuid", "type", "date_created", "value"),
         sa.Index("ix_readings_device_type_value_time", "device_uuid", "type", "value", "date_created"),
     )
@@ -176,15 +177,49 @@ def _compiled_insert(dialect):
     return compiled.string, compiled.positiontup
 
 
-def stream_partitions(statement, chunk_rows):
-    """Run a query on a connection of its own, then yield its rows chunk_rows at a time.
+def stream_readings(device_uuid, chunk_rows, type=None, start=None, end=None, limit=None, order="asc"):
+    """Yield lists of up to chunk_rows matching readings in date order, ties in arrival order.
 
-    The first next() runs the query and yields None; the connection closes with the generator.
+    Each type is read in date order through the (device, type, date) index and the streams are
+    merged, so ingest has no (device, date) index to keep up to date. The first next() runs the
+    queries and yields None; the connection closes with the generator.
     """
+    descending = order == "desc"
+    arrival = arrival_order()
+    sort_keys = [Reading.date_created, arrival]
     with db.engine.connect() as connection:
-        result = connection.execution_options(yield_per=chunk_rows).execute(statement)
+        connection.execution_options(yield_per=chunk_rows)
+        streams = []
+        for reading_type in [type] if type is not None else device_types(connection, device_uuid):
+            statement = (
+                matching(sa.select(*READING_COLUMNS, arrival), device_uuid, start=start, end=end)
+                .where(Reading.type.is_(None) if reading_type is None else Reading.type == reading_type)
+                .order_by(*(key.desc() if descending else key for key in sort_keys))
+                .limit(limit)
+            )
+            streams.append(connection.execute(statement))
         yield None
-        yield from result.partitions()
+        merged = heapq.merge(*streams, key=lambda row: (row[0], row[4]), reverse=descending)
+        rows = itertools.islice(merged, limit)
+        while chunk := list(itertools.islice(rows, chunk_rows)):
+            yield [row[:4] for row in chunk]
+
+
+def device_types(connection, device_uuid):
+    """Return the types among a device's readings, None included, with one index seek per type."""
+    types, last = [], None
+    while True:
+        statement = sa.select(sa.func.min(Reading.type)).where(Reading.device_uuid == device_uuid)
+        if last is not None:
+            statement = statement.where(Reading.type > last)
+        last = connection.execute(statement).scalar()
+        if last is None:
+            break
+        types.append(last)
+    untyped = sa.select(sa.literal(1)).where(Reading.device_uuid == device_uuid, Reading.type.is_(None))
+    if connection.execute(untyped.limit(1)).first():
+        types.append(None)
+    return types
 
 
 def arrival_order():

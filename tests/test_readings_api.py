@@ -228,3 +228,20 @@ def test_health_is_ok(client):
     response = client.get("/health")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
+
+
+def test_list_merges_types_in_arrival_order_within_a_second(client, device):
+    posted = [
+        {"type": "temperature", "value": 1, "date_created": 5},
+        {"type": "humidity", "value": 2, "date_created": 5},
+        {"type": "temperature", "value": 3, "date_created": 5},
+        {"type": "humidity", "value": 4, "date_created": 4},
+        {"type": "temperature", "value": 5, "date_created": 6},
+    ]
+    for reading in posted:
+        assert post(client, device, reading).status_code == 201
+    assert [r["value"] for r in client.get(url(device)).get_json()] == [4, 1, 2, 3, 5]
+    newest = client.get(url(device), query_string={"order": "desc", "limit": 3}).get_json()
+    assert [r["value"] for r in newest] == [5, 3, 2]
+    window = client.get(url(device), query_string={"start": 5, "end": 5, "limit": 2}).get_json()
+    assert [r["value"] for r in window] == [1, 2]

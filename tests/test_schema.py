@@ -4,7 +4,6 @@ import sqlalchemy as sa
 from models import db
 
 INDEXED_COLUMNS = {
-    ("device_uuid", "date_created"),
     ("device_uuid", "type", "date_created", "value"),
     ("device_uuid", "type", "value", "date_created"),
 }
