@@ -6,6 +6,7 @@ import os
 import queue
 import shutil
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -68,6 +69,18 @@ def run_wrk(port, path, seconds, threads=2, connections=16):
     errors = figures["socket_errors"] + figures["timeouts"] + figures["not_201"]
     return LoadResult(figures["requests"], figures["duration_us"] / 1e6, figures["p50_us"] / 1e3,
                       figures["p99_us"] / 1e3, errors, figures["requests"] - figures["not_201"])
+
+
+def combine(results):
+    """Pool several runs: total requests over total time, the median p50 and the worst p99."""
+    return LoadResult(
+        sum(result.requests for result in results),
+        sum(result.seconds for result in results),
+        statistics.median(result.p50_ms for result in results),
+        max(result.p99_ms for result in results),
+        sum(result.errors for result in results),
+        sum(result.ok for result in results),
+    )
 
 
 def wrk_available():

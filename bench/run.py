@@ -29,15 +29,16 @@ DAY = 86_400
 class Settings:
     """How long and how much each stage runs."""
 
-    seconds: int  # single-POST load per server
+    seconds: int  # single-POST load per server and round
+    rounds: int  # the servers take turns, so that noise on the machine hits both alike
     warmup: int
     exact_posts: int
     batches: int  # POSTs of 1,000 readings
     metric_requests: int
 
 
-FULL = Settings(seconds=10, warmup=2, exact_posts=20_000, batches=400, metric_requests=20)
-QUICK = Settings(seconds=3, warmup=1, exact_posts=2_000, batches=40, metric_requests=5)
+FULL = Settings(seconds=10, rounds=3, warmup=2, exact_posts=20_000, batches=400, metric_requests=20)
+QUICK = Settings(seconds=3, rounds=1, warmup=1, exact_posts=2_000, batches=40, metric_requests=5)
 
 
 @dataclass
@@ -63,24 +64,27 @@ def ms(seconds):
 def bench_single_post(api, echo, settings, use_wrk):
     """Compare one-reading POSTs to the API with the bare echo app under the same load."""
     tool = "wrk" if use_wrk else "Python load generator"
-    results = {}
-    for server in (api, echo):
-        note(f"single POST: {server.name}, {settings.seconds} s with {tool}")
+
+    def drive(server, device, seconds):
         if use_wrk:
-            load.run_wrk(server.port, "/devices/bench-warmup/readings/", settings.warmup)
-            results[server] = load.run_wrk(server.port, "/devices/bench-post/readings/", settings.seconds)
-        else:
-            load.python_load(server.port, "/devices/bench-warmup/readings/", load.reading_body,
-                             seconds=settings.warmup)
-            results[server] = load.python_load(server.port, "/devices/bench-post/readings/",
-                                               load.reading_body, seconds=settings.seconds)
-    mine, ceiling = results[api], results[echo]
+            return load.run_wrk(server.port, f"/devices/{device}/readings/", seconds)
+        return load.python_load(server.port, f"/devices/{device}/readings/", load.reading_body, seconds=seconds)
+
+    for server in (api, echo):
+        drive(server, "bench-warmup", settings.warmup)
+    rounds = {api: [], echo: []}
+    for round_number in range(1, settings.rounds + 1):
+        for server in (api, echo):
+            note(f"single POST: {server.name}, round {round_number} of {settings.rounds}, "
+                 f"{settings.seconds} s with {tool}")
+            rounds[server].append(drive(server, "bench-post", settings.seconds))
+    mine, ceiling = load.combine(rounds[api]), load.combine(rounds[echo])
     ratio = mine.rate / ceiling.rate
 
     def figures(result):
         return f"{result.rate:,.0f} req/s · p50 {result.p50_ms:.2f} ms · p99 {result.p99_ms:.2f} ms"
 
-    load_shape = f"{tool}, 16 connections, {settings.seconds} s"
+    load_shape = f"{tool}, 16 connections, {settings.rounds} × {settings.seconds} s"
     return [
         Row(f"Single POST: readings API ({load_shape})", figures(mine), "p99 ≤ 25 ms", mine.p99_ms <= 25),
         Row(f"Single POST: bare Flask echo ({load_shape})", figures(ceiling)),
