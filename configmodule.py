@@ -9,7 +9,6 @@ class Config:
 
     DATABASE_FILE = "database.db"
     SQLALCHEMY_DATABASE_URI = None  # derived from DATABASE_FILE unless DATABASE_URL is set
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     # Errors must reach the JSON error handler even under TESTING, whose default re-raises them.
     PROPAGATE_EXCEPTIONS = False
     MAX_CONTENT_LENGTH = 1024 * 1024
