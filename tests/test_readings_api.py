@@ -4,6 +4,10 @@ import time
 import uuid
 
 import pytest
+import sqlalchemy as sa
+
+from app import create_app
+from models import db
 
 READINGS = [
     {"type": "temperature", "value": 20, "date_created": 30},
@@ -245,3 +249,32 @@ def test_list_merges_types_in_arrival_order_within_a_second(client, device):
     assert [r["value"] for r in newest] == [5, 3, 2]
     window = client.get(url(device), query_string={"start": 5, "end": 5, "limit": 2}).get_json()
     assert [r["value"] for r in window] == [1, 2]
+
+
+def test_post_after_engine_dispose_is_stored(app, client, device, stored_count):
+    assert post(client, device, READINGS[0]).status_code == 201
+    with app.app_context():
+        db.engine.dispose()
+    assert post(client, device, READINGS[1]).status_code == 201
+    assert stored_count() == 2
+
+
+def test_post_after_failed_insert_is_stored(app, client, device, stored_count):
+    assert post(client, device, READINGS[0]).status_code == 201
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE readings RENAME TO readings_away"))
+    failed = post(client, device, READINGS[1])
+    assert failed.status_code == 500
+    assert failed.get_json()["code"] == 500
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE readings_away RENAME TO readings"))
+    assert post(client, device, READINGS[2]).status_code == 201
+    assert stored_count() == 2
+
+
+def test_in_memory_database_stores_and_lists(device):
+    application = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    client = application.test_client()
+    for reading in READINGS[:2]:
+        assert post(client, device, reading).status_code == 201
+    assert client.get(url(device)).get_json() == by_date(device, READINGS[:2])
