@@ -38,10 +38,10 @@ NO_BODY = object()
 def parse_json_body(required):
     """Return the request body parsed as JSON whatever its Content-Type, or NO_BODY if empty."""
     data = request.get_data(cache=True)
-    limit = request.max_content_length
     # A chunked body has no Content-Length to check up front: Werkzeug stops reading at the limit.
-    if request.content_length is None and limit and len(data) >= limit and request.input_stream.read(1):
-        abort(413)
+    if request.content_length is None and (limit := request.max_content_length):
+        if len(data) >= limit and request.input_stream.read(1):
+            abort(413)
     if not data.strip():
         if required:
             abort(400, "The request body is empty; send a JSON object.")
@@ -71,7 +71,6 @@ def load_batch(schema, readings):
     return schema.load(readings)
 
 
-@bp.before_request
 def refuse_other_role():
     """Answer 404 for routes that this server's role leaves to other servers."""
     refused = ROLES[current_app.config["CANARY_ROLE"]]
@@ -208,6 +207,8 @@ def create_app(test_config=None):
         create_schema()
 
     app.register_blueprint(bp)
+    if ROLES[app.config["CANARY_ROLE"]] is not None:
+        app.before_request(refuse_other_role)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(ValidationError, handle_validation_error)
     return app
