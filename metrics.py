@@ -75,23 +75,23 @@ def mode(histogram):
 
 def fetch_histogram(filters):
     """Return the histogram of the readings that match the filters, in one indexed pass."""
-    bounded = filters.get("start") is not None or filters.get("end") is not None
-    # Without table statistics SQLite prefers the value index, whose order makes GROUP BY free,
-    # even for a one-day range; grouping on an expression lets the date range pick its index.
-    grouped = Reading.value + 0 if bounded else Reading.value
-    statement = matching(sa.select(grouped, sa.func.count()), **filters).group_by(grouped)
+    statement = matching(sa.select(Reading.value, sa.func.count()), **filters).group_by(Reading.value)
     return sorted((value, count) for value, count in db.session.execute(statement) if value is not None)
 
 
-def fetch_reading(filters, value, offset=0, latest=False):
-    """Return the reading with this value at `offset` in date order, or the latest one."""
-    direction = sa.desc if latest else sa.asc
+def fetch_reading(filters, value, position, count):
+    """Return the reading at `position` among the `count` readings with this value, in date order.
+
+    The time index has no order by value, so the scan for it starts from the nearer end.
+    """
+    from_end = position > (count - 1) // 2
+    direction = sa.desc if from_end else sa.asc
     statement = (
         matching(sa.select(*READING_COLUMNS), **filters)
         .where(Reading.value == value)
         .order_by(direction(Reading.date_created), direction(arrival_order()))
         .limit(1)
-        .offset(offset)
+        .offset(count - 1 - position if from_end else position)
     )
     return db.session.execute(statement).one()._asdict()
 
@@ -101,13 +101,12 @@ def compute(metric, filters):
     histogram = fetch_histogram(filters)
     if not histogram:
         return None
-    if metric == "min":
-        return fetch_reading(filters, histogram[0][0], latest=True)
-    if metric == "max":
-        return fetch_reading(filters, histogram[-1][0], latest=True)
+    if metric in ("min", "max"):
+        value, count = histogram[0] if metric == "min" else histogram[-1]
+        return fetch_reading(filters, value, count - 1, count)  # ties go to the latest reading
     if metric == "median":
         value, offset = locate(histogram, median_rank(histogram))
-        return {**fetch_reading(filters, value, offset), "value": median(histogram)}
+        return {**fetch_reading(filters, value, offset, dict(histogram)[value]), "value": median(histogram)}
     if metric == "mean":
         return {"value": mean(histogram)}
     if metric == "mode":
