@@ -258,11 +258,15 @@ def stream_readings(device_uuid, chunk_rows, type=None, start=None, end=None, li
                 .limit(limit)
             )
             streams.append(connection.execute(statement))
-        yield None
-        merged = heapq.merge(*streams, key=lambda row: (row[0], row[4]), reverse=descending)
-        rows = itertools.islice(merged, limit)
-        while chunk := list(itertools.islice(rows, chunk_rows)):
-            yield [row[:4] for row in chunk]
+        try:
+            yield None
+            merged = heapq.merge(*streams, key=lambda row: (row[0], row[4]), reverse=descending)
+            rows = itertools.islice(merged, limit)
+            while chunk := list(itertools.islice(rows, chunk_rows)):
+                yield [row[:4] for row in chunk]
+        finally:
+            for stream in streams:  # a limit or a gone client leaves streams unread
+                stream.close()
 
 
 def device_types(connection, device_uuid):
