@@ -77,7 +77,9 @@ def bench_single_post(api, echo, settings, use_wrk):
         for server in (api, echo):
             note(f"single POST: {server.name}, round {round_number} of {settings.rounds}, "
                  f"{settings.seconds} s with {tool}")
-            rounds[server].append(drive(server, "bench-post", settings.seconds))
+            result = drive(server, "bench-post", settings.seconds)
+            note(f"  {result.rate:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms")
+            rounds[server].append(result)
     mine, ceiling = load.combine(rounds[api]), load.combine(rounds[echo])
     ratio = mine.rate / ceiling.rate
 
@@ -236,6 +238,8 @@ def main():
     began = time.perf_counter()
     fixtures.generate(url, READINGS)
     note(f"generated in {time.perf_counter() - began:.1f} s")
+    # Otherwise the kernel writes the new data back during the first round, stalling its fsyncs.
+    os.sync()
 
     database = fixtures.Database(url)
     database_version, is_postgres = database.version(), database.is_postgres
