@@ -9,8 +9,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 import metrics
 from configmodule import database_uri, environment_overrides, select_config
-from models import READING_KEYS, configure_engine, create_schema, db
-from models import insert_reading, insert_readings, ping, stream_readings
+from models import READING_KEYS, configure_engine, db, ping, stream_readings
 from schemas import (
     DeviceReadingSchema,
     ListingQuerySchema,
@@ -18,6 +17,7 @@ from schemas import (
     ReadingSchema,
     load_device_uuid,
 )
+from writes import create_schema, insert_reading, insert_readings
 
 bp = Blueprint("readings", __name__)
 
