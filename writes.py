@@ -12,6 +12,7 @@ from models import READING_KEYS, Reading, db, file_identity
 
 _INSERT = sa.insert(Reading.__table__)
 _lock_files = threading.local()
+_inherited_connections = []
 _SCHEMA_LOCK_ID = 0x43616E617279  # any constant shared by every process that creates the schema
 
 
@@ -57,11 +58,21 @@ def _lock_file(path):
 
     flock excludes open file descriptions, so threads and forked workers each need their own.
     """
-    descriptors = _lock_files.__dict__.setdefault("descriptors", {})
+    files = _lock_files.__dict__.setdefault("files", {})
     key = (os.getpid(), path)
-    if key not in descriptors:
-        descriptors[key] = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    return descriptors[key]
+    if key not in files:
+        files[key] = _LockFile(path)
+    return files[key].descriptor
+
+
+class _LockFile:
+    """An open lock file, closed with the thread that opened it, as per-request threads need."""
+
+    def __init__(self, path):
+        self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def __del__(self):
+        os.close(self.descriptor)
 
 
 @contextmanager
@@ -139,10 +150,19 @@ class _IngestConnection:
             return False
         return self.path is None or self.file == file_identity(self.path)
 
+    def __del__(self):
+        # A thread's connection goes with the thread, as servers that start one per request need.
+        self.discard()
+
     def discard(self):
         """Close the connection, whatever state it is in, so that the next use opens a new one."""
         if getattr(self._local, "current", None) is self:
             self._local.current = None
+        if self.pid != os.getpid():
+            # Closing a SQLite connection inherited through fork may checkpoint and delete the WAL
+            # that the parent is still using, so a forked child only lets go of it.
+            _inherited_connections.append(self)
+            return
         try:
             self.connection.close()
         except Exception:  # a broken connection may fail to close; it is dropped either way

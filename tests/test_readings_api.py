@@ -1,5 +1,7 @@
 """Posting and listing readings: single, batch and gateway ingest, filters, ordering and paging."""
 import json
+import os
+import threading
 import time
 import uuid
 
@@ -278,3 +280,22 @@ def test_in_memory_database_stores_and_lists(device):
     for reading in READINGS[:2]:
         assert post(client, device, reading).status_code == 201
     assert client.get(url(device)).get_json() == by_date(device, READINGS[:2])
+
+
+def test_writes_from_short_lived_threads_leave_no_open_files(client, device, stored_count):
+    # Development servers start a thread per request; its connection and lock file go with it.
+    def write(index):
+        assert post(client, device, {"type": "humidity", "value": index}).status_code == 201
+        assert post(client, device, [{"type": "humidity", "value": index}]).status_code == 201
+
+    def run_threads(count):
+        for index in range(count):
+            thread = threading.Thread(target=write, args=(index,))
+            thread.start()
+            thread.join()
+
+    run_threads(3)  # opens whatever the process keeps, such as the pool's own connection
+    before = len(os.listdir("/proc/self/fd"))
+    run_threads(30)
+    assert len(os.listdir("/proc/self/fd")) <= before
+    assert stored_count() == 66
