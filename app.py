@@ -4,12 +4,12 @@ import json
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
-from werkzeug.http import HTTP_STATUS_CODES
 
 import metrics
 from configmodule import database_uri, environment_overrides, select_config
+from errors import register_error_handlers
 from models import READING_KEYS, configure_engine, db, ping, stream_readings
+from parsing import load_batch, load_filters, parse_json_body
 from schemas import (
     DeviceReadingSchema,
     ListingQuerySchema,
@@ -30,45 +30,6 @@ _device_batch_schema = ReadingSchema(many=True)
 _gateway_batch_schema = DeviceReadingSchema(many=True)
 _listing_schema = ListingQuerySchema()
 _metric_schema = MetricQuerySchema()
-
-
-NO_BODY = object()
-
-
-def parse_json_body(required):
-    """Return the request body parsed as JSON whatever its Content-Type, or NO_BODY if empty."""
-    data = request.get_data(cache=True)
-    # A chunked body has no Content-Length to check up front: Werkzeug stops reading at the limit.
-    if request.content_length is None and (limit := request.max_content_length):
-        if len(data) >= limit and request.input_stream.read(1):
-            abort(413)
-    if not data.strip():
-        if required:
-            abort(400, "The request body is empty; send a JSON object.")
-        return NO_BODY
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as error:
-        abort(400, f"The request body is not valid JSON ({error}).")
-
-
-def load_filters(schema):
-    """Return filters from the query string and a JSON-object GET body; the query string wins."""
-    body = parse_json_body(required=False)
-    if body is NO_BODY:
-        body = {}
-    elif not isinstance(body, dict):
-        raise ValidationError({"_schema": ["The request body must be a JSON object of filters."]})
-    return schema.load({**body, **request.args.to_dict()})
-
-
-def load_batch(schema, readings):
-    """Return a validated batch of readings, refusing empty and oversized ones."""
-    if not readings:
-        raise ValidationError({"_schema": ["A batch must hold at least one reading."]})
-    if len(readings) > current_app.config["MAX_BATCH"]:
-        abort(413, f"A batch holds at most {current_app.config['MAX_BATCH']} readings; split it.")
-    return schema.load(readings)
 
 
 def refuse_other_role():
@@ -149,45 +110,7 @@ def health():
     return {"status": "ok"}
 
 
-DEFAULT_MESSAGES = {
-    400: "The request is malformed; check its syntax.",
-    404: "Nothing is served at this URL; check the path.",
-    413: "The request body is too large; send less data per request.",
-    422: "The request is invalid; see 'errors' for what to fix.",
-    500: "The server failed to handle the request; try again later.",
-}
-
-
-def error_response(code, message, errors=None, headers=None):
-    """Build the JSON error every failure returns."""
-    body = {"code": code, "status": HTTP_STATUS_CODES.get(code, "Error"), "message": message}
-    if errors is not None:
-        body["errors"] = errors
-    response = jsonify(body)
-    response.status_code = code
-    response.headers.extend(headers or {})
-    return response
-
-
-def handle_http_exception(error):
-    """Return any HTTP error as JSON."""
-    message = error.description
-    if message == type(error).description:
-        message = DEFAULT_MESSAGES.get(error.code, message)
-    headers = {}
-    if error.code == 405:
-        allowed = sorted(set(error.valid_methods or ()) - {"HEAD", "OPTIONS"})
-        message = f"{request.method} is not allowed here; use {' or '.join(allowed)}."
-        headers["Allow"] = ", ".join(error.valid_methods or ())
-    if error.code == 413 and message == DEFAULT_MESSAGES[413]:
-        message = f"The request body is over {request.max_content_length} bytes; send less data per request."
-    return error_response(error.code, message, headers=headers)
-
-
-def handle_validation_error(error):
-    """Return a schema violation as a 422 with the errors of each field."""
-    errors = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    return error_response(422, DEFAULT_MESSAGES[422], errors=errors)
+BLUEPRINTS = (bp,)
 
 
 def create_app(test_config=None):
@@ -206,11 +129,11 @@ def create_app(test_config=None):
         configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
         create_schema()
 
-    app.register_blueprint(bp)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
     if ROLES[app.config["CANARY_ROLE"]] is not None:
         app.before_request(refuse_other_role)
-    app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(ValidationError, handle_validation_error)
+    register_error_handlers(app)
     return app
 
 
