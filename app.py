@@ -6,6 +6,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 import metrics
+from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access
 from configmodule import database_uri, environment_overrides, select_config
 from errors import register_error_handlers
 from models import READING_KEYS, configure_engine, db, ping, stream_readings
@@ -42,6 +43,7 @@ def refuse_other_role():
 
 
 @bp.post("/devices/<device_uuid>/readings/", strict_slashes=False)
+@access(DEVICE_WRITE)
 def create_device_readings(device_uuid):
     """Store one reading (a JSON object) or a batch (a JSON array) for a device."""
     device_uuid = load_device_uuid(device_uuid)
@@ -56,6 +58,7 @@ def create_device_readings(device_uuid):
 
 
 @bp.post("/readings/", strict_slashes=False)
+@access(GATEWAY_WRITE)
 def create_readings():
     """Store a batch of readings for many devices in one transaction."""
     request.max_content_length = current_app.config["MAX_BATCH_CONTENT_LENGTH"]
@@ -68,6 +71,7 @@ def create_readings():
 
 
 @bp.get("/devices/<device_uuid>/readings/", strict_slashes=False)
+@access(DEVICE_READ)
 def list_readings(device_uuid):
     """Stream a device's readings as a JSON array ordered by date_created."""
     device_uuid = load_device_uuid(device_uuid)
@@ -88,6 +92,7 @@ def _json_array(partitions):
 
 
 @bp.get("/devices/<device_uuid>/readings/<metric>/", strict_slashes=False)
+@access(DEVICE_READ)
 def get_metric(device_uuid, metric):
     """Return one statistic over a device's readings of one type."""
     if metric not in metrics.METRICS:
@@ -101,6 +106,7 @@ def get_metric(device_uuid, metric):
 
 
 @bp.get("/health")
+@access(PUBLIC)
 def health():
     """Report whether the service can reach its database."""
     try:
