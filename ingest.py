@@ -1,0 +1,200 @@
+"""Single-reading ingest, the hot path: concurrent readings of a process share one INSERT and one commit.
+
+A PostgreSQL commit waits for its WAL flush, and a SQLite commit for the writers' lock; readings that
+arrive while one group is being written are written together by the next, so a worker with several
+threads pays one round trip and one commit per group rather than per reading. A reading is
+acknowledged only after the commit that stores it.
+"""
+import functools
+import os
+import select
+import threading
+import weakref
+
+import sqlalchemy as sa
+
+from models import READING_KEYS, Reading, file_identity
+
+_INSERT = sa.insert(Reading.__table__)
+_inherited_connections = []  # inherited through fork: never closed by the child, see discard()
+
+
+def database_file(engine):
+    """Return the path of a SQLite engine's database file; None in memory or on another database."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or path in (None, "", ":memory:") or path.startswith("file:"):
+        return None  # a file: URI may name a shared in-memory database, which has no file to lock
+    return path
+
+
+class CommitGroup:
+    """The readings waiting in one process for the next shared INSERT, and who writes it.
+
+    The first thread to find nobody writing leads: it writes every queued reading, wakes their
+    threads, and hands the lead to the first reading queued meanwhile, so that no request waits
+    for more than the group before its own.
+    """
+
+    _groups = weakref.WeakKeyDictionary()  # engine -> group; a group goes with its engine
+    _groups_lock = threading.Lock()
+
+    @classmethod
+    def for_engine(cls, engine, writers_queue):
+        """Return this process's group for the engine, a new one after dispose() or fork."""
+        group = cls._groups.get(engine)
+        if group is not None and group.pool is engine.pool and group.pid == os.getpid():
+            return group
+        with cls._groups_lock:
+            group = cls._groups.get(engine)
+            if group is None or group.pool is not engine.pool or group.pid != os.getpid():
+                if group is None:
+                    sa.event.listen(engine, "engine_disposed", cls._forget)
+                else:
+                    group.connection.discard()
+                group = cls._groups[engine] = cls(engine, writers_queue)
+        return group
+
+    @classmethod
+    def _forget(cls, engine):
+        """Close the kept connection when its engine is disposed, as pooled ones are."""
+        group = cls._groups.pop(engine, None)
+        if group is not None:
+            group.connection.discard()
+
+    def __init__(self, engine, writers_queue):
+        self.pool, self.pid = engine.pool, os.getpid()
+        self.connection = _KeptConnection(engine, writers_queue)
+        self.lock = threading.Lock()
+        self.queue = []
+        self.leading = False
+
+    def submit(self, reading):
+        """Store one reading; return once it is committed, or raise what stopped the commit."""
+        waiter = _Waiter(reading)
+        with self.lock:
+            self.queue.append(waiter)
+            leads = not self.leading
+            self.leading = True
+        if not leads:
+            waiter.wait()
+            if not waiter.leads:
+                if waiter.error is not None:
+                    raise waiter.error
+                return
+        self._lead(waiter)
+
+    def _lead(self, leader):
+        """Write the queued readings as one group, wake their threads, then pass the lead on."""
+        with self.lock:
+            group, self.queue = self.queue, []
+        try:
+            self.connection.insert([waiter.reading for waiter in group])
+            error = None
+        except Exception as failure:
+            error = failure
+        for waiter in group:
+            if waiter is not leader:
+                waiter.finish(error)
+        with self.lock:
+            if self.queue:
+                self.queue[0].promote()
+            else:
+                self.leading = False
+        if error is not None:
+            raise error
+
+
+class _Waiter:
+    """A reading waiting for its group's commit: a lock held until its thread may go on."""
+
+    __slots__ = ("reading", "error", "leads", "_released")
+
+    def __init__(self, reading):
+        self.reading, self.error, self.leads = reading, None, False
+        self._released = threading.Lock()
+        self._released.acquire()
+
+    def wait(self):
+        self._released.acquire()
+
+    def finish(self, error):
+        self.error = error
+        self._released.release()
+
+    def promote(self):
+        self.leads = True
+        self._released.release()
+
+
+class _KeptConnection:
+    """A DBAPI connection a process keeps outside the pool for single readings, in autocommit."""
+
+    def __init__(self, engine, writers_queue):
+        self.engine = weakref.proxy(engine)  # the engine's registry holds this connection, not the reverse
+        self.pid, self.path = os.getpid(), database_file(engine)
+        self.writers_queue = writers_queue  # serialises SQLite writers across processes
+        self.dbapi = None
+
+    def __del__(self):
+        self.discard()
+
+    def insert(self, readings):
+        """Insert readings with one statement, committed on its own, opening the connection if needed."""
+        sql, positions = _compiled_insert(self.engine.dialect, len(readings))
+        values = {f"{key}_{index}": reading[key] for index, reading in enumerate(readings) for key in READING_KEYS}
+        parameters = [values[name] for name in positions] if positions else values
+        with self.writers_queue(self.engine):
+            dbapi = self._open()
+            try:
+                dbapi.cursor().execute(sql, parameters)
+            except Exception as error:
+                self.discard()  # whatever went wrong, the next group starts on a fresh connection
+                raise sa.exc.DBAPIError.instance(sql, None, error, self.engine.dialect.loaded_dbapi.Error,
+                                                 dialect=self.engine.dialect) from error
+
+    def _open(self):
+        """Return a live connection: reopened when stale, in another process, or on a replaced file."""
+        if self.dbapi is not None and not self._usable():
+            self.discard()
+        if self.dbapi is None:
+            connection = self.engine.raw_connection()
+            connection.detach()  # keeps the pool's connect-time set-up, skips checkout and reset
+            self.dbapi, self.file = connection.dbapi_connection, file_identity(self.path) if self.path else None
+            self.pid = os.getpid()
+            if self.engine.dialect.name != "sqlite":
+                self.dbapi.autocommit = True  # one statement is its own transaction: one round trip
+        return self.dbapi
+
+    def _usable(self):
+        """Tell whether the kept connection still reaches the database, without a round trip."""
+        if self.pid != os.getpid():
+            return False
+        if self.path is not None:
+            return self.file == file_identity(self.path)
+        # An idle PostgreSQL connection receives nothing; anything readable is the server's goodbye
+        # (a restart's "terminating connection") or the end of the socket.
+        socket = self.dbapi.pgconn.socket if not self.dbapi.closed else -1
+        return socket >= 0 and not select.select([socket], [], [], 0)[0]
+
+    def discard(self):
+        """Let the connection go, whatever state it is in, so that the next use opens a new one."""
+        dbapi, self.dbapi = self.dbapi, None
+        if dbapi is None:
+            return
+        if self.pid != os.getpid():
+            # Closing a SQLite connection inherited through fork may checkpoint and delete the WAL
+            # that the parent is still using, so a forked child only lets go of it.
+            _inherited_connections.append(dbapi)
+            return
+        try:
+            dbapi.close()
+        except Exception:  # a broken connection may fail to close; it is dropped either way
+            pass
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_insert(dialect, rows):
+    """Return the SQL of a `rows`-row INSERT for a dialect and its positional parameter names, if any."""
+    rows_values = [{key: sa.bindparam(f"{key}_{index}") for key in READING_KEYS} for index in range(rows)]
+    compiled = _INSERT.values(rows_values).compile(dialect=dialect)
+    return compiled.string, compiled.positiontup
