@@ -9,6 +9,8 @@ class Config:
 
     DATABASE_FILE = "database.db"
     SQLALCHEMY_DATABASE_URI = None  # derived from DATABASE_FILE unless DATABASE_URL is set
+    # A pooled connection that a database restart left behind is replaced before it fails a request.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     # Errors must reach the JSON error handler even under TESTING, whose default re-raises them.
     PROPAGATE_EXCEPTIONS = False
     MAX_CONTENT_LENGTH = 1024 * 1024

@@ -1,8 +1,18 @@
 """The one JSON error shape, and the handlers that turn every failure into it."""
-from flask import jsonify, request
+import logging
+
+from flask import current_app, jsonify, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
+
+from models import is_missing_table, is_storage_full, is_unavailable
+from writes import create_schema
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
 
 DEFAULT_MESSAGES = {
     400: "The request is malformed; check its syntax.",
@@ -45,7 +55,30 @@ def handle_validation_error(error):
     return error_response(422, DEFAULT_MESSAGES[422], errors=errors)
 
 
+def handle_database_error(error):
+    """Answer 503 with Retry-After when the database cannot serve; a lost table is created again."""
+    if is_missing_table(error):
+        log.warning("The readings table is missing; creating the schema again.")
+        try:
+            create_schema()
+        except SQLAlchemyError:
+            log.exception("Could not create the schema")
+        message = "The database had lost its tables; they are created again, so retry now."
+        return error_response(503, message, headers={"Retry-After": "1"})
+    if not is_unavailable(error):
+        log.error("Database error", exc_info=error)
+        return error_response(500, DEFAULT_MESSAGES[500])
+    log.warning("Database unavailable: %s", error)
+    if is_storage_full(error):
+        message = "The database's storage is full, so nothing was stored; retry once space is freed."
+    else:
+        message = "The database is unavailable or busy, so nothing was done; retry shortly."
+    return error_response(503, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def register_error_handlers(app):
     """Make every error the application raises answer in the JSON error shape."""
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(ValidationError, handle_validation_error)
+    app.register_error_handler(DBAPIError, handle_database_error)
+    app.register_error_handler(PoolTimeoutError, handle_database_error)

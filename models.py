@@ -2,6 +2,7 @@
 import heapq
 import itertools
 import os
+import sqlite3
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
@@ -157,6 +158,25 @@ def matching(statement, device_uuid, type=None, start=None, end=None):
     return statement
 
 
-def ping():
-    """Make a trivial round trip to the database."""
-    db.session.execute(sa.select(1)).scalar_one()
+def check_readings_table():
+    """Read at most one row of the readings table: proof that it can be queried, without a scan."""
+    db.session.execute(sa.select(sa.literal(1)).select_from(Reading.__table__).limit(1)).all()
+
+
+def is_missing_table(error):
+    """Tell whether a database error says that a table does not exist."""
+    orig = getattr(error, "orig", None)
+    return getattr(orig, "sqlstate", None) == "42P01" or str(orig).startswith("no such table")
+
+
+def is_storage_full(error):
+    """Tell whether a database error says that its disk is full."""
+    orig = getattr(error, "orig", None)
+    return (getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or getattr(orig, "sqlstate", None) == "53100")
+
+
+def is_unavailable(error):
+    """Tell whether a database error is about the database's state (down, locked, full), not the request."""
+    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)) or bool(
+        getattr(error, "connection_invalidated", False))

@@ -261,17 +261,18 @@ def test_post_after_engine_dispose_is_stored(app, client, device, stored_count):
     assert stored_count() == 2
 
 
-def test_post_after_failed_insert_is_stored(app, client, device, stored_count):
+@pytest.mark.parametrize("batch", [False, True])
+def test_post_when_table_is_lost_is_503_then_table_is_recreated(app, client, device, stored_count, batch):
     assert post(client, device, READINGS[0]).status_code == 201
     with app.app_context(), db.engine.begin() as connection:
-        connection.execute(sa.text("ALTER TABLE readings RENAME TO readings_away"))
-    failed = post(client, device, READINGS[1])
-    assert failed.status_code == 500
-    assert failed.get_json()["code"] == 500
-    with app.app_context(), db.engine.begin() as connection:
-        connection.execute(sa.text("ALTER TABLE readings_away RENAME TO readings"))
+        connection.execute(sa.text("DROP TABLE readings"))
+    failed = post(client, device, [READINGS[1]] if batch else READINGS[1])
+    assert failed.status_code == 503
+    assert failed.headers["Retry-After"] == "1"
+    assert failed.get_json()["code"] == 503 and failed.get_json()["message"]
+    assert stored_count() == 0  # the table is back, empty: the refused reading was not stored
     assert post(client, device, READINGS[2]).status_code == 201
-    assert stored_count() == 2
+    assert client.get(url(device)).get_json() == by_date(device, [READINGS[2]])
 
 
 def test_in_memory_database_stores_and_lists(device):
