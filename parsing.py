@@ -5,6 +5,7 @@ from flask import abort, current_app, request
 from marshmallow import ValidationError
 
 NO_BODY = object()
+JSON_VALUES_PER_READING = 8
 
 
 def parse_json_body(required):
@@ -18,6 +19,12 @@ def parse_json_body(required):
         if required:
             abort(400, "The request body is empty; send a JSON object.")
         return NO_BODY
+    # Parsed JSON takes up to 35 times its size in memory; counting the places where a value can
+    # start bounds that before anything is built. Valid batches need at most 5 per reading.
+    budget = JSON_VALUES_PER_READING * current_app.config["MAX_BATCH"]
+    if len(data) > budget and data.count(b",") + data.count(b"[") + data.count(b"{") > budget:
+        abort(413, f"The request body holds more than {budget} JSON values; "
+                   f"a batch holds at most {current_app.config['MAX_BATCH']} readings.")
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as error:
