@@ -93,32 +93,54 @@ def stream_readings(device_uuid, chunk_rows, type=None, start=None, end=None, li
     """Yield lists of up to chunk_rows matching readings in date order, ties in arrival order.
 
     Each type is read in date order through the (device, type, date) index and the streams are
-    merged, so ingest has no (device, date) index to keep up to date. The first next() runs the
-    queries and yields None; the connection closes with the generator.
+    merged, so ingest has no (device, date) index to keep up to date. Each stream reads keyset
+    pages, each in a short transaction of its own: a slow reader holds no snapshot that would
+    keep SQLite from checkpointing its WAL. The first next() reads the first pages and yields None.
     """
-    descending = order == "desc"
-    arrival = arrival_order()
-    sort_keys = [Reading.date_created, arrival]
-    with db.engine.connect() as connection:
-        connection.execution_options(yield_per=chunk_rows)
-        streams = []
-        for reading_type in [type] if type is not None else device_types(connection, device_uuid):
-            statement = (
-                matching(sa.select(*READING_COLUMNS, arrival), device_uuid, start=start, end=end)
-                .where(Reading.type.is_(None) if reading_type is None else Reading.type == reading_type)
-                .order_by(*(key.desc() if descending else key for key in sort_keys))
-                .limit(limit)
-            )
-            streams.append(connection.execute(statement))
-        try:
-            yield None
-            merged = heapq.merge(*streams, key=lambda row: (row[0], row[4]), reverse=descending)
-            rows = itertools.islice(merged, limit)
-            while chunk := list(itertools.islice(rows, chunk_rows)):
-                yield [row[:4] for row in chunk]
-        finally:
-            for stream in streams:  # a limit or a gone client leaves streams unread
-                stream.close()
+    descending, engine, arrival = order == "desc", db.engine, arrival_order()
+    with engine.connect() as connection:
+        types = [type] if type is not None else device_types(connection, device_uuid)
+    query = matching(sa.select(*READING_COLUMNS, arrival), device_uuid, start=start, end=end)
+    streams = [_keyset_pages(engine, query, reading_type, arrival, descending, limit, chunk_rows * PAGE_CHUNKS)
+               for reading_type in types]
+    firsts = [list(itertools.islice(stream, 1)) for stream in streams]  # runs each first query now
+    yield None
+    merged = heapq.merge(*(itertools.chain(first, stream) for first, stream in zip(firsts, streams)),
+                         key=lambda row: (row[0], row[4]), reverse=descending)
+    rows = itertools.islice(merged, limit)
+    while chunk := list(itertools.islice(rows, chunk_rows)):
+        yield [row[:4] for row in chunk]
+
+
+PAGE_CHUNKS = 10  # rows a keyset page reads, in chunks: enough to make each query's cost negligible
+
+
+def _keyset_pages(engine, query, reading_type, arrival, descending, limit, page_rows):
+    """Yield one type's rows of a query, with their arrival order, a page per short transaction."""
+    keys = [Reading.date_created, arrival]
+    base = (
+        query.where(Reading.type.is_(None) if reading_type is None else Reading.type == reading_type)
+        .order_by(*(key.desc() if descending else key for key in keys))
+    )
+    last, remaining = None, limit
+    while remaining is None or remaining > 0:
+        size = page_rows if remaining is None else min(page_rows, remaining)
+        statement = base if last is None else base.where(_after(keys, last, descending))
+        with engine.connect() as connection:
+            rows = connection.execute(statement.limit(size)).all()
+        yield from rows
+        if len(rows) < size:
+            return
+        last = (rows[-1][0], rows[-1][4])
+        remaining = None if remaining is None else remaining - len(rows)
+
+
+def _after(keys, last, descending):
+    """Return the condition for rows past `last` in (date, arrival) order, as an index range on date."""
+    (date, arrival), (last_date, last_arrival) = keys, last
+    if descending:
+        return sa.and_(date <= last_date, sa.or_(date < last_date, arrival < last_arrival))
+    return sa.and_(date >= last_date, sa.or_(date > last_date, arrival > last_arrival))
 
 
 def device_types(connection, device_uuid):

@@ -1,6 +1,7 @@
 """Posting and listing readings: single, batch and gateway ingest, filters, ordering and paging."""
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -300,3 +301,47 @@ def test_writes_from_short_lived_threads_leave_no_open_files(client, device, sto
     run_threads(30)
     assert len(os.listdir("/proc/self/fd")) <= before
     assert stored_count() == 66
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("filters", [{}, {"type": "temperature"}, {"limit": 37}, {"start": 3, "end": 20, "limit": 45}])
+def test_list_reads_in_keyset_pages_without_gaps_or_repeats(make_app, device, order, filters):
+    client = make_app(STREAM_CHUNK_ROWS=3).test_client()  # pages of 30 rows
+    # Many readings share each second, so pages often end inside a run of equal dates.
+    posted = [{"type": ("temperature", "humidity")[n % 3 == 0], "value": n % 101, "date_created": n // 7}
+              for n in range(160)]
+    assert post(client, device, posted[:80]).status_code == 201
+    for reading in posted[80:]:
+        assert post(client, device, reading).status_code == 201
+    matching = [(n, r) for n, r in enumerate(posted)
+                if r["type"] == filters.get("type", r["type"])
+                and filters.get("start", 0) <= r["date_created"] <= filters.get("end", 10**9)]
+    matching.sort(key=lambda pair: (pair[1]["date_created"], pair[0]), reverse=order == "desc")
+    expected = [full(device, reading) for _, reading in matching][:filters.get("limit")]
+    assert client.get(url(device), query_string={**filters, "order": order}).get_json() == expected
+
+
+def test_slow_listing_holds_no_snapshot_between_pages(tmp_path, device):
+    path = tmp_path / "slow.db"
+    application = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "STREAM_CHUNK_ROWS": 10})
+    client = application.test_client()
+    readings = [{"type": "temperature", "value": n % 101, "date_created": n} for n in range(1000)]
+    assert post(client, device, readings).status_code == 201
+    response = client.get(url(device), buffered=False)
+    chunks = iter(response.response)
+    received = [next(chunks) for _ in range(15)]  # past the first page of 100 rows
+    writer = sqlite3.connect(path)
+    try:
+        writer.execute("INSERT INTO readings (device_uuid, type, value, date_created) VALUES (?, ?, ?, ?)",
+                       (device, "temperature", 1, 5000))
+        writer.commit()
+        busy, _, _ = writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        writer.close()
+    assert busy == 0  # no reader's snapshot kept the checkpoint from finishing
+    body = b"".join(received) + b"".join(chunks)
+    response.close()
+    listed = json.loads(body)
+    assert [r["date_created"] for r in listed[:1000]] == list(range(1000))
+    with application.app_context():
+        db.engine.dispose()
