@@ -1,0 +1,148 @@
+"""Run the service in production: nginx in front, the app in granian's WSGI workers behind it.
+
+    python serve.py
+
+nginx (nginx.conf) takes the public address, reads each request whole and buffers each response,
+so slow clients never hold an app thread; granian runs the app on a Unix socket only nginx uses.
+Settings come from the environment: BIND (host:port) or PORT, WEB_CONCURRENCY, WEB_THREADS,
+ACCESS_LOG, WSGI_APP (default app:app), and every setting the app itself reads (DATABASE_URL,
+CANARY_AUTH, MAX_BATCH, ...).
+SIGTERM or SIGINT stops both gracefully.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from configmodule import database_uri, environment_overrides, select_config
+
+ROOT = Path(__file__).resolve().parent
+START_TIMEOUT = 60
+STOP_TIMEOUT = 20
+
+
+def listen_address(environ):
+    """Return the public host:port: BIND, else 127.0.0.1 and PORT (default 8000)."""
+    return environ.get("BIND") or f"127.0.0.1:{environ.get('PORT', '8000')}"
+
+
+def app_settings(environ):
+    """Return the app's effective configuration, as create_app would build it from this environment."""
+    config_class = select_config(environ)
+    settings = {name: getattr(config_class, name) for name in dir(config_class) if name.isupper()}
+    settings.update(environment_overrides(environ))
+    settings["SQLALCHEMY_DATABASE_URI"] = database_uri(settings)
+    return settings
+
+
+def worker_threads(environ, settings):
+    """Return the app threads per worker: WEB_THREADS, else one per expected commit in flight.
+
+    On SQLite writers take turns, so one thread per process is fastest; on PostgreSQL concurrent
+    single-reading POSTs share commits, which takes several threads per process.
+    """
+    if environ.get("WEB_THREADS"):
+        return int(environ["WEB_THREADS"])
+    return 1 if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else 8
+
+
+def nginx_config(environ, settings, runtime):
+    """Return nginx.conf with this run's address, socket, limits and paths filled in."""
+    access_log = environ.get("ACCESS_LOG")
+    values = {
+        "LISTEN": listen_address(environ),
+        "SOCKET": str(runtime / "app.sock"),
+        "RUNTIME": str(runtime),
+        "MAX_BODY": str(max(settings["MAX_CONTENT_LENGTH"], settings["MAX_BATCH_CONTENT_LENGTH"])),
+        "ACCESS_LOG": "off" if not access_log else ("/dev/stdout" if access_log == "-" else access_log),
+    }
+    text = (ROOT / "nginx.conf").read_text()
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", value)
+    return text
+
+
+def granian_command(environ, settings, runtime):
+    """Return the command that starts granian's workers on the runtime's Unix socket."""
+    workers = int(environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+    return [
+        sys.executable, "-m", "granian", environ.get("WSGI_APP") or "app:app",
+        "--interface", "wsgi",
+        "--uds", str(runtime / "app.sock"), "--uds-permissions", "666",
+        "--workers", str(workers),
+        "--blocking-threads", str(worker_threads(environ, settings)),
+        "--respawn-failed-workers",
+        "--workers-kill-timeout", str(STOP_TIMEOUT // 2),
+        "--log-level", "warning",
+    ]
+
+
+def wait_for_socket(path, process, timeout):
+    """Return once the app accepts connections on its socket; fail if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"serve: the app exited with status {process.returncode} while starting")
+        try:
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(str(path))
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"serve: the app did not listen on {path} within {timeout} s")
+
+
+def stop(process, signum):
+    """Ask a process to stop with a signal; kill it if it has not stopped in time."""
+    if process.poll() is None:
+        process.send_signal(signum)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def main():
+    """Start granian, then nginx in front of it, and keep both running until told to stop."""
+    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+    if nginx is None:
+        raise SystemExit("serve: nginx is not installed; install it first (Debian: apt-get install nginx-light)")
+    environ = dict(os.environ)
+    settings = app_settings(environ)
+    runtime = Path(tempfile.mkdtemp(prefix="canary-serve-"))
+    runtime.chmod(0o755)  # nginx workers started by root run as an unprivileged user
+    stopping = []
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda signum, frame: stopping.append(signum))
+    app = front = None
+    try:
+        app = subprocess.Popen(granian_command(environ, settings, runtime), cwd=ROOT)
+        wait_for_socket(runtime / "app.sock", app, START_TIMEOUT)
+        (runtime / "nginx.conf").write_text(nginx_config(environ, settings, runtime))
+        front = subprocess.Popen([nginx, "-p", str(runtime), "-c", str(runtime / "nginx.conf"),
+                                  "-g", "daemon off;"])
+        print(f"serve: listening on http://{listen_address(environ)} (nginx, pid {front.pid}) "
+              f"in front of granian (pid {app.pid})", file=sys.stderr, flush=True)
+        while not stopping and app.poll() is None and front.poll() is None:
+            time.sleep(0.2)
+        if not stopping:
+            failed = "nginx" if front.poll() is not None else "the app"
+            print(f"serve: {failed} exited unexpectedly; stopping", file=sys.stderr, flush=True)
+            return 1
+        return 0
+    finally:
+        if front is not None:
+            stop(front, signal.SIGQUIT)  # graceful: finish the requests in flight
+        if app is not None:
+            stop(app, signal.SIGTERM)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
