@@ -1,7 +1,7 @@
 """The one JSON error shape, and the handlers that turn every failure into it."""
 import logging
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError

@@ -98,14 +98,18 @@ def wait_for_socket(path, process, timeout):
 
 
 def stop(process, signum):
-    """Ask a process to stop with a signal; kill it if it has not stopped in time."""
+    """Ask a process to stop with a signal, then kill what is left of its process group."""
     if process.poll() is None:
         process.send_signal(signum)
     try:
         process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # e.g. nginx workers whose master was killed
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def main():
@@ -122,13 +126,14 @@ def main():
         signal.signal(signum, lambda signum, frame: stopping.append(signum))
     app = front = None
     try:
-        app = subprocess.Popen(granian_command(environ, settings, runtime), cwd=ROOT)
+        # Each in a process group of its own, so that stopping one also stops whatever it left behind.
+        app = subprocess.Popen(granian_command(environ, settings, runtime), cwd=ROOT, process_group=0)
         wait_for_socket(runtime / "app.sock", app, START_TIMEOUT)
         (runtime / "nginx.conf").write_text(nginx_config(environ, settings, runtime))
         front = subprocess.Popen([nginx, "-p", str(runtime), "-c", str(runtime / "nginx.conf"),
-                                  "-g", "daemon off;"])
+                                  "-g", "daemon off;"], process_group=0)
         print(f"serve: listening on http://{listen_address(environ)} (nginx, pid {front.pid}) "
-              f"in front of granian (pid {app.pid})", file=sys.stderr, flush=True)
+              f"in front of granian (pid {app.pid}); runtime files in {runtime}", file=sys.stderr, flush=True)
         while not stopping and app.poll() is None and front.poll() is None:
             time.sleep(0.2)
         if not stopping:

@@ -97,3 +97,20 @@ def stored_count(app):
 @pytest.fixture
 def device():
     return "dev-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def production(tmp_path):
+    """Start `python serve.py` servers on a database URL; each is stopped after the test."""
+    from serving import ProductionServer
+
+    servers = []
+
+    def start(database_url, **settings):
+        server = ProductionServer(tmp_path / f"serve-{len(servers)}.log", database_url, **settings)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.close()

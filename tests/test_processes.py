@@ -1,109 +1,36 @@
-"""The app as real gunicorn processes on loopback: concurrent SQLite writers and a PostgreSQL scale-out."""
-import http.client
+"""The production command on loopback: concurrent SQLite writers and a PostgreSQL scale-out."""
 import itertools
 import json
 import multiprocessing
 import os
 import random
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 60
+import serving
+
 REQUEST_TIMEOUT = 30
 RUN_TIMEOUT = 240
-# Settings the servers read from the environment; each server gets them explicitly, never inherited.
-SERVER_SETTINGS = {"DATABASE_URL", "BIND", "PORT", "WEB_CONCURRENCY", "ACCESS_LOG", "CANARY_ROLE", "MAX_BATCH",
-                   "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "GUNICORN_CMD_ARGS", "TESTING_SETTINGS",
-                   "DEVELOPMENT_SETTINGS"}
 TYPES, METRICS = ("temperature", "humidity"), ("min", "max", "median", "mean", "mode", "quartiles")
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def call(port, method, path, body=None):
-    """Send one request to a server on loopback; return (status, parsed JSON or text)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-    try:
-        connection.request(method, path, body=None if body is None else json.dumps(body),
-                           headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        raw = response.read()
-    finally:
-        connection.close()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw.decode(errors="replace")
-
-
-def stop(process):
-    """Ask gunicorn to shut down, then kill its process group if it lingers."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass  # killed below
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # also any worker left behind
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
-@pytest.fixture
-def serve(tmp_path):
-    """Start gunicorn servers (`python -m gunicorn app:app`); return a function giving (port, process, log)."""
-    started = []
-
-    def start(database_url, role="all", workers=2):
-        port = free_port()
-        env = {key: value for key, value in os.environ.items() if key not in SERVER_SETTINGS}
-        env.update(DATABASE_URL=database_url, BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers),
-                   CANARY_ROLE=role)
-        log = tmp_path / f"gunicorn-{role}-{port}.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:app"], cwd=ROOT, env=env,
-                                       stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-        started.append(process)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"gunicorn exited with {process.returncode}:\n{log.read_text()}"
-            try:
-                if call(port, "GET", "/health") == (200, {"status": "ok"}):
-                    return port, process, log
-            except OSError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"gunicorn on port {port} not healthy after {START_TIMEOUT}s:\n{log.read_text()}")
-
-    yield start
-    for process in started:
-        stop(process)
+    """Send one request; return (status, parsed JSON or text)."""
+    status, answer, _ = serving.call(port, method, path, body, timeout=REQUEST_TIMEOUT)
+    return status, answer
 
 
 def assert_still_serving(servers):
-    """Every worker booted (gunicorn halts if one fails) and none logged a traceback."""
-    for _port, process, log in servers:
-        text = log.read_text()
-        assert process.poll() is None, f"gunicorn exited with {process.returncode}:\n{text}"
+    """Every server still runs and none logged a traceback."""
+    for server in servers:
+        text = server.log()
+        assert server.process.poll() is None, f"serve.py exited with {server.process.returncode}:\n{text}"
         assert "Traceback" not in text and "database is locked" not in text, text
 
 
@@ -164,11 +91,11 @@ def collect(results):
 # -- SQLite: several writer processes through gunicorn's workers, one database file ------------------
 
 
-def test_sqlite_concurrent_writers_store_every_reading_once(serve, tmp_path):
+def test_sqlite_concurrent_writers_store_every_reading_once(production, tmp_path):
     database = tmp_path / "w.db"
-    server = serve(f"sqlite:///{database}", workers=4)
+    server = production(f"sqlite:///{database}", workers=4)
     devices = {f"sqlite-device-{k}": 100 for k in range(4)}
-    jobs = [([server[0]], writer, devices, 250, 5, 40) for writer in range(4)]
+    jobs = [([server.port], writer, devices, 250, 5, 40) for writer in range(4)]
     with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
         acknowledged = collect(pool.starmap_async(run_writer, jobs).get(RUN_TIMEOUT))
     assert len(acknowledged) == 4 * (250 + 2 * 5 * 40)
@@ -223,11 +150,11 @@ def oracle(readings, metric):
     return {"quartile_1": statistics.median(values[:half]), "quartile_3": statistics.median(values[-half:])}
 
 
-def test_postgres_scale_out_reads_back_every_reading_and_statistic(postgres_url, serve):
+def test_postgres_scale_out_reads_back_every_reading_and_statistic(postgres_url, production):
     url, engine, schema = postgres_url
-    ingest = [serve(url, role="ingest"), serve(url, role="ingest")]
-    query = serve(url, role="query")
-    ports = [server[0] for server in ingest]
+    ingest = [production(url, CANARY_ROLE="ingest"), production(url, CANARY_ROLE="ingest")]
+    query = production(url, CANARY_ROLE="query")
+    ports = [server.port for server in ingest]
     # Seeded: pg-device-1 has ties everywhere; the others have odd and even counts of widely spread values.
     devices = {"pg-device-0": 100, "pg-device-1": 5, "pg-device-2": 100}
     with ThreadPoolExecutor(4) as pool:
@@ -238,7 +165,7 @@ def test_postgres_scale_out_reads_back_every_reading_and_statistic(postgres_url,
 
     for device in devices:
         mine = [r for r in written if r["device_uuid"] == device]
-        status, listing = call(query[0], "GET", f"/devices/{device}/readings/")
+        status, listing = call(query.port, "GET", f"/devices/{device}/readings/")
         assert status == 200
         assert Counter(json.dumps(r, sort_keys=True) for r in listing) == Counter(
             json.dumps(r, sort_keys=True) for r in mine)
@@ -247,7 +174,7 @@ def test_postgres_scale_out_reads_back_every_reading_and_statistic(postgres_url,
             of_type = [r for r in mine if r["type"] == kind]
             assert len(of_type) > 1
             for metric in METRICS:
-                status, body = call(query[0], "GET", f"/devices/{device}/readings/{metric}/?type={kind}")
+                status, body = call(query.port, "GET", f"/devices/{device}/readings/{metric}/?type={kind}")
                 assert status == 200, (metric, body)
                 expected = oracle(of_type, metric)
                 if metric == "median":  # the reading at the middle rank, with the median as its value
@@ -258,7 +185,7 @@ def test_postgres_scale_out_reads_back_every_reading_and_statistic(postgres_url,
 
     reading = {"type": "temperature", "value": 1, "date_created": 1}
     for path, body in (("/devices/pg-device-1/readings/", reading), ("/readings/", [reading])):
-        status, answer = call(query[0], "POST", path, body)
+        status, answer = call(query.port, "POST", path, body)
         assert status == 404 and answer["code"] == 404 and answer["message"], answer
     for port in ports:
         status, answer = call(port, "GET", "/devices/pg-device-1/readings/")

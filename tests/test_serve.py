@@ -1,0 +1,136 @@
+"""The production command: addresses, a clean stop, JSON for every error nginx answers, and bounded memory."""
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from serving import ProductionServer, call, free_port, raw_exchange
+
+READING = {"type": "temperature", "value": 21, "date_created": 1000}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One production server on SQLite, shared by this module's read-only checks."""
+    folder = tmp_path_factory.mktemp("serve")
+    running = ProductionServer(folder / "serve.log", f"sqlite:///{folder}/serve.db").start()
+    yield running
+    running.close()
+
+
+def test_serve_answers_on_bind_and_stops_cleanly_on_sigterm(production, tmp_path, device):
+    server = production(f"sqlite:///{tmp_path}/stop.db")
+    assert call(server.port, "POST", f"/devices/{device}/readings/", READING)[0] == 201
+    status, listing, _ = call(server.port, "GET", f"/devices/{device}/readings/")
+    assert (status, listing) == (200, [{**READING, "device_uuid": device}])
+    runtime, pids = server.runtime_dir(), server.processes()
+    assert len(pids) >= 5  # the launcher, granian's master and 2 workers, nginx's master and worker
+    assert server.stop() == 0
+    assert server.processes() == [] and not runtime.exists()
+    assert "Traceback" not in server.log()
+
+
+def test_serve_takes_port_when_bind_is_unset(tmp_path):
+    port = free_port()
+    server = ProductionServer(tmp_path / "port.log", f"sqlite:///{tmp_path}/port.db")
+    del server.env["BIND"]
+    server.env["PORT"], server.port = str(port), port
+    try:
+        server.start()
+        assert call(port, "GET", "/health/")[:2] == (200, {"status": "ok"})
+    finally:
+        server.close()
+
+
+def test_serve_stops_the_app_when_nginx_dies(production, tmp_path):
+    server = production(f"sqlite:///{tmp_path}/dies.db")
+    nginx_master = min(pid for pid in server.processes() if b"nginx" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(nginx_master, signal.SIGKILL)
+    assert server.process.wait(timeout=30) == 1
+    deadline = time.monotonic() + 10
+    while server.processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.processes() == []
+
+
+def head(method, target, *headers, version=b"HTTP/1.1"):
+    """Return the bytes of a request head."""
+    lines = [method + b" " + target + b" " + version, b"Host: 127.0.0.1", b"Connection: close", *headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+MALFORMED = {
+    "request line over 16 KB": (head(b"GET", b"/devices/" + b"x" * 20000 + b"/readings/"), 414),
+    "lowercase method": (head(b"get", b"/health"), 400),
+    "garbage request line": (b"GARBAGE\r\n\r\n", 400),
+    "unknown HTTP version": (head(b"GET", b"/health", version=b"HTTP/2.0"), 400),
+    "control character in path": (head(b"GET", b"/he\x7fth"), 400),
+    "bad percent-escape": (head(b"GET", b"/%zz"), 400),
+    "path above the root": (head(b"GET", b"/../../etc/passwd"), 400),
+    "Content-Length not a number": (head(b"POST", b"/readings/", b"Content-Length: abc"), 400),
+    "Content-Length negative": (head(b"POST", b"/readings/", b"Content-Length: -5"), 400),
+    "two Content-Lengths": (head(b"POST", b"/readings/", b"Content-Length: 5", b"Content-Length: 6") + b"[1,2]", 400),
+    "unknown Transfer-Encoding": (head(b"POST", b"/readings/", b"Transfer-Encoding: gzip"), 400),
+    "header over 16 KB": (head(b"GET", b"/health", b"X-Big: " + b"y" * 20000), 431),
+    "headers over 64 KB in all": (head(b"GET", b"/health", *(b"X-%d: %s" % (n, b"z" * 15000) for n in range(5))), 431),
+    "body over the largest limit": (head(b"POST", b"/readings/", b"Content-Length: 90000000") + b"[", 413),
+    "TRACE": (head(b"TRACE", b"/"), 405),
+    "nginx's own error page": (head(b"GET", b"/.errors/400"), 404),
+    "5,000-character device id": (head(b"GET", b"/devices/" + b"d" * 5000 + b"/readings/"), 422),
+    "8 KB query string": (head(b"GET", b"/devices/dev-1/readings/?type=temperature&colour=" + b"r" * 8000), 422),
+}
+
+
+@pytest.mark.parametrize("request_bytes, status", MALFORMED.values(), ids=MALFORMED)
+def test_malformed_request_gets_json_error(server, request_bytes, status):
+    answer, head_text, body = raw_exchange(server.port, request_bytes)
+    assert answer == status, head_text
+    assert "content-type: application/json" in head_text.lower()
+    error = json.loads(body)
+    assert error["code"] == status and error["message"] and error["status"]
+
+
+def test_large_but_allowed_headers_reach_the_app(server):
+    status, body, _ = call(server.port, "GET", "/health", headers={"X-Big": "y" * 9000})
+    assert (status, body) == (200, {"status": "ok"})
+
+
+def test_app_unavailable_behind_nginx_is_json_503(production, tmp_path):
+    server = production(f"sqlite:///{tmp_path}/gone.db")
+    (server.runtime_dir() / "app.sock").unlink()  # nginx can no longer reach the app
+    nginx_master = min(pid for pid in server.processes() if b"nginx" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(nginx_master, signal.SIGHUP)  # new nginx workers, without the open connections to the app
+    time.sleep(1)
+    status, body, headers = call(server.port, "GET", "/health")
+    assert status == 503 and body["code"] == 503 and headers["Retry-After"]
+
+
+def peak_rss_kb(pid):
+    """Return a process's peak resident memory (VmHWM) in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+HOSTILE_BODIES = {
+    "8 MiB of empty objects": "[" + "{}," * (8 * 1024 * 1024 // 3 - 1) + "{}]",
+    "8 MiB of empty arrays in one reading": '{"value": [' + "[]," * (8 * 1024 * 1024 // 3 - 10) + "[]]}",
+    "full batch of readings": json.dumps([{**READING, "device_uuid": f"d-{n}", "date_created": n}
+                                          for n in range(10_000)]),
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES)
+def test_one_request_grows_a_worker_by_less_than_64_mb(production, tmp_path, body):
+    server = production(f"sqlite:///{tmp_path}/memory.db", workers=1)
+    call(server.port, "POST", "/readings/", [{**READING, "device_uuid": "warm-up"}])
+    (worker,) = server.app_workers()
+    Path(f"/proc/{worker}/clear_refs").write_text("5")  # restart the peak from the current size
+    before = peak_rss_kb(worker)
+    status, answer, _ = call(server.port, "POST", "/readings/", body, timeout=60)
+    assert status in (201, 413), answer
+    assert peak_rss_kb(worker) - before < 64 * 1024
