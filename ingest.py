@@ -144,11 +144,12 @@ class _KeptConnection:
         values = {f"{key}_{index}": reading[key] for index, reading in enumerate(readings) for key in READING_KEYS}
         parameters = [values[name] for name in positions] if positions else values
         with self.writers_queue(self.engine):
-            dbapi = self._open()
             try:
-                dbapi.cursor().execute(sql, parameters)
+                self._open().cursor().execute(sql, parameters)
             except Exception as error:
                 self.discard()  # whatever went wrong, the next group starts on a fresh connection
+                if not isinstance(error, self.engine.dialect.loaded_dbapi.Error):
+                    raise
                 raise sa.exc.DBAPIError.instance(sql, None, error, self.engine.dialect.loaded_dbapi.Error,
                                                  dialect=self.engine.dialect) from error
 

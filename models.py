@@ -76,8 +76,11 @@ def configure_engine(engine, busy_timeout_ms):
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection):
         # Writers take the write lock up front, so they queue on busy_timeout instead of failing.
-        immediate = connection.get_execution_options().get("write", False)
-        connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if connection.get_execution_options().get("write", False) else "BEGIN"
+        try:
+            connection.connection.driver_connection.execute(statement)
+        except sqlite3.Error as error:  # e.g. locked beyond busy_timeout: the app answers it as for any statement
+            raise sa.exc.DBAPIError.instance(statement, None, error, sqlite3.Error, dialect=engine.dialect) from error
 
 
 def file_identity(path):

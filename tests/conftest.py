@@ -36,8 +36,13 @@ def _with_search_path(url, schema):
 def database_uri(request, tmp_path):
     """A database URI of its own for this test, on each backend."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/test.db"
-        return
+        return f"sqlite:///{tmp_path}/test.db"
+    return request.getfixturevalue("postgres_database_uri")
+
+
+@pytest.fixture
+def postgres_database_uri():
+    """A URI whose connections use a fresh schema of the test PostgreSQL database, dropped afterwards."""
     url = os.environ.get(POSTGRES_URL_VARIABLE)
     if not url:
         reason = f"PostgreSQL tests need {POSTGRES_URL_VARIABLE} (e.g. postgresql+psycopg://user:pw@host/db)"
