@@ -112,9 +112,14 @@ def stop(process, signum):
     process.wait()
 
 
+def find_nginx():
+    """Return the path of the nginx program, or None if it is not installed."""
+    return shutil.which("nginx") or next((path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None)
+
+
 def main():
     """Start granian, then nginx in front of it, and keep both running until told to stop."""
-    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+    nginx = find_nginx()
     if nginx is None:
         raise SystemExit("serve: nginx is not installed; install it first (Debian: apt-get install nginx-light)")
     environ = dict(os.environ)

@@ -107,8 +107,9 @@ def device():
 @pytest.fixture
 def production(tmp_path):
     """Start `python serve.py` servers on a database URL; each is stopped after the test."""
-    from serving import ProductionServer
+    from serving import ProductionServer, require_nginx
 
+    require_nginx()
     servers = []
 
     def start(database_url, **settings):

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60
 # Settings a server reads from the environment; each server gets them explicitly, never inherited.
@@ -68,6 +70,17 @@ def _complete(received):
     head, separator, body = received.partition(b"\r\n\r\n")
     length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
     return bool(separator and length and len(body) >= int(length.group(1)))
+
+
+def require_nginx():
+    """Skip the test when nginx is missing, or fail it where CANARY_REQUIRE_NGINX says it must run."""
+    from serve import find_nginx
+
+    if find_nginx() is None:
+        reason = "the production command needs nginx (Debian: apt-get install nginx-light)"
+        if os.environ.get("CANARY_REQUIRE_NGINX"):
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 class ProductionServer:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import ProductionServer, call, free_port, raw_exchange
+from serving import ProductionServer, call, free_port, raw_exchange, require_nginx
 
 READING = {"type": "temperature", "value": 21, "date_created": 1000}
 
@@ -15,6 +15,7 @@ READING = {"type": "temperature", "value": 21, "date_created": 1000}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One production server on SQLite, shared by this module's read-only checks."""
+    require_nginx()
     folder = tmp_path_factory.mktemp("serve")
     running = ProductionServer(folder / "serve.log", f"sqlite:///{folder}/serve.db").start()
     yield running
@@ -33,7 +34,7 @@ def test_serve_answers_on_bind_and_stops_cleanly_on_sigterm(production, tmp_path
     assert "Traceback" not in server.log()
 
 
-def test_serve_takes_port_when_bind_is_unset(tmp_path):
+def test_serve_takes_port_when_bind_is_unset(production, tmp_path):
     port = free_port()
     server = ProductionServer(tmp_path / "port.log", f"sqlite:///{tmp_path}/port.db")
     del server.env["BIND"]
