@@ -6,6 +6,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 import metrics
+import openapi
 from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access
 from configmodule import database_uri, environment_overrides, select_config
 from errors import register_error_handlers
@@ -116,7 +117,7 @@ def health():
     return {"status": "ok"}
 
 
-BLUEPRINTS = (bp,)
+BLUEPRINTS = (bp, openapi.bp)
 
 
 def create_app(test_config=None):
@@ -140,6 +141,7 @@ def create_app(test_config=None):
     if ROLES[app.config["CANARY_ROLE"]] is not None:
         app.before_request(refuse_other_role)
     register_error_handlers(app)
+    app.extensions["openapi"] = openapi.build_document(app)
     return app
 
 
