@@ -5,6 +5,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, reque
 from marshmallow import ValidationError
 
 import metrics
+import openapi
 from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access
 from configmodule import database_uri, environment_overrides, select_config
 from errors import register_error_handlers
@@ -112,7 +113,7 @@ def health():
     return {"status": "ok"}
 
 
-BLUEPRINTS = (bp,)
+BLUEPRINTS = (bp, openapi.bp)
 
 
 def create_app(test_config=None):
@@ -136,6 +137,7 @@ def create_app(test_config=None):
     if ROLES[app.config["CANARY_ROLE"]] is not None:
         app.before_request(refuse_other_role)
     register_error_handlers(app)
+    app.extensions["openapi"] = openapi.build_document(app)
     return app
 
 

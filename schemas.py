@@ -67,8 +67,8 @@ class ReadingFilterSchema(Schema):
     """Filters on a device's readings; bounds are inclusive epoch seconds."""
 
     type = fields.String(validate=validate.OneOf(READING_TYPES))
-    start = QueryInteger(validate=_epoch_seconds)
-    end = QueryInteger(validate=_epoch_seconds)
+    start = QueryInteger(validate=_epoch_seconds, metadata={"description": "Earliest date_created; not after end."})
+    end = QueryInteger(validate=_epoch_seconds, metadata={"description": "Latest date_created."})
 
     @validates_schema
     def _start_not_after_end(self, data, **kwargs):
@@ -79,11 +79,68 @@ class ReadingFilterSchema(Schema):
 class ListingQuerySchema(ReadingFilterSchema):
     """Filters plus paging for the readings listing."""
 
-    limit = QueryInteger(validate=validate.Range(1, 2**63 - 1, error="Must be a positive integer."))
-    order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
+    limit = QueryInteger(validate=validate.Range(1, 2**63 - 1, error="Must be a positive integer."),
+                         metadata={"description": "The most readings to return."})
+    order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")),
+                          metadata={"description": "asc: oldest first; desc: latest first."})
 
 
 class MetricQuerySchema(ReadingFilterSchema):
     """Filters for a statistic, which is always over one reading type."""
 
     type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
+
+
+# What the API answers: these describe responses in the OpenAPI document (openapi.py).
+
+
+class StoredReadingSchema(Schema):
+    """A stored reading, as the API returns it."""
+
+    device_uuid = fields.String(required=True, validate=_device_uuid)
+    type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
+    value = fields.Integer(required=True, validate=validate.Range(0, 100))
+    date_created = fields.Integer(required=True, validate=_epoch_seconds)
+
+
+class StatisticReadingSchema(StoredReadingSchema):
+    """The reading min, max and median return; a median of an even count may end in .5."""
+
+    value = fields.Float(required=True, validate=validate.Range(0, 100))
+
+
+class StatisticValueSchema(Schema):
+    """The mean (a whole number or a float) or the mode (a whole number)."""
+
+    value = fields.Float(required=True, validate=validate.Range(0, 100))
+
+
+class QuartilesSchema(Schema):
+    """The first and third quartiles by Tukey's hinges."""
+
+    quartile_1 = fields.Float(required=True, validate=validate.Range(0, 100))
+    quartile_3 = fields.Float(required=True, validate=validate.Range(0, 100))
+
+
+class CountSchema(Schema):
+    """How many readings a batch stored."""
+
+    count = fields.Integer(required=True, validate=validate.Range(1))
+
+
+class HealthSchema(Schema):
+    """The health check's answer when the database answered."""
+
+    status = fields.String(required=True, validate=validate.OneOf(("ok",)))
+
+
+class ErrorSchema(Schema):
+    """The one JSON error shape."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    status = fields.String(required=True, metadata={"description": "The status code's reason phrase."})
+    message = fields.String(required=True, metadata={"description": "One sentence saying what to do."})
+    errors = fields.Dict(
+        keys=fields.String(),
+        metadata={"description": "422 only: what is wrong with each field, or with each batch item by its index."},
+    )

@@ -120,3 +120,20 @@ def production(tmp_path):
     yield start
     for server in servers:
         server.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many requests the OpenAPI fuzzing (test_fuzzing.py) generated on each backend."""
+    cases, operations = {}, {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in report.user_properties:
+                if name == "fuzz_cases":
+                    cases[value["backend"]] = cases.get(value["backend"], 0) + value["cases"]
+                    operations[value["backend"]] = operations.get(value["backend"], 0) + 1
+    if cases:
+        per_backend = ", ".join(f"{count:,} on {backend} ({operations[backend]} operations)"
+                                for backend, count in sorted(cases.items()))
+        terminalreporter.write_line(f"OpenAPI fuzzing: {sum(cases.values()):,} generated cases: {per_backend}")

@@ -1,0 +1,190 @@
+"""The OpenAPI document: valid, complete against the routes, and its docs page served whole by the app."""
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import pytest
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+
+import openapi
+from auth import PUBLIC
+
+# Routes the document leaves out, each with its reason.
+UNDOCUMENTED_ENDPOINTS = {
+    "static": "Flask's own static-file route; the app keeps no static folder, so it serves nothing",
+}
+# Methods the document leaves out on every path: Flask answers them for every route by itself.
+UNDOCUMENTED_METHODS = {"HEAD", "OPTIONS"}
+
+
+def documented_operations(document):
+    return {(path, method.upper()) for path, item in document["paths"].items()
+            for method in item if method != "parameters"}
+
+
+def served_operations(app):
+    return {(openapi.openapi_path(rule), method) for rule in app.url_map.iter_rules()
+            if rule.endpoint not in UNDOCUMENTED_ENDPOINTS for method in rule.methods - UNDOCUMENTED_METHODS}
+
+
+def operations(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield path, method, operation
+
+
+@pytest.fixture
+def document(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def test_document_is_valid_openapi(document):
+    validate(document)
+    assert document["openapi"].startswith("3.")
+
+
+@pytest.mark.parametrize("value, valid", [(5, True), (5.0, False), (5.5, False), ("5", False), (True, False)])
+def test_document_integer_is_a_json_integer_as_the_api_reads_it(document, value, valid):
+    # OpenAPI 3.0, not 3.1: 3.1's JSON Schema counts 5.0 as an integer, which the API refuses as a float.
+    assert document["openapi"] == "3.0.3"
+    reading = document["components"]["schemas"]["Reading"]
+    assert OAS30Validator(reading).is_valid({"type": "humidity", "value": value}) == valid
+
+
+def test_document_describes_every_route_and_method(app, document):
+    served, documented = served_operations(app), documented_operations(document)
+    assert not served - documented, f"describe these routes in openapi.OPERATIONS: {sorted(served - documented)}"
+    assert not documented - served, f"described but not served: {sorted(documented - served)}"
+
+
+def test_route_without_description_is_left_out_of_the_document(make_app, monkeypatch):
+    monkeypatch.delitem(openapi.OPERATIONS, "readings.health")
+    app = make_app()
+    assert ("/health", "GET") not in documented_operations(app.extensions["openapi"])
+    assert ("/health", "GET") in served_operations(app)
+
+
+def test_access_rule_gives_security_and_token_errors(app, document):
+    views = {rule.endpoint: app.view_functions[rule.endpoint] for rule in app.url_map.iter_rules()}
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path, method, operation in operations(document):
+        public = views[operation["operationId"]].access_rule == PUBLIC
+        assert ("security" not in operation) == public, (method, path)
+        assert ({"401", "403"} <= set(operation["responses"])) == (not public), (method, path)
+        if not public:
+            assert {"bearerAuth": []} in operation["security"]
+            assert "CANARY_AUTH=tokens" in operation["responses"]["401"]["description"]
+
+
+@pytest.mark.parametrize("auth, security", [("open", [{"bearerAuth": []}, {}]), ("tokens", [{"bearerAuth": []}])])
+def test_token_requirement_follows_auth_setting(make_app, auth, security):
+    document = make_app(AUTH=auth).extensions["openapi"]
+    assert document["paths"]["/readings/"]["post"]["security"] == security
+
+
+def test_database_routes_document_503_with_retry_after(document):
+    database_free = {"openapi.openapi_document", "openapi.docs", "openapi.docs_asset"}
+    for path, method, operation in operations(document):
+        responses = operation["responses"]
+        assert ("503" in responses) != (operation["operationId"] in database_free), (method, path)
+        if "503" in responses:
+            assert "Retry-After" in responses["503"]["headers"]
+
+
+def test_every_error_response_has_the_error_shape(document):
+    for path, method, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert document["components"]["schemas"]["Error"]["required"] == ["code", "message", "status"]
+
+
+@pytest.mark.parametrize("max_batch", [1, 50, 10_000])
+def test_batch_max_items_is_max_batch(make_app, max_batch):
+    paths = make_app(MAX_BATCH=max_batch).extensions["openapi"]["paths"]
+    device_body = paths["/devices/{device_uuid}/readings/"]["post"]["requestBody"]["content"]["application/json"]
+    gateway_body = paths["/readings/"]["post"]["requestBody"]["content"]["application/json"]
+    assert device_body["schema"]["oneOf"][1]["maxItems"] == max_batch
+    assert gateway_body["schema"]["maxItems"] == max_batch
+
+
+def test_parameters_carry_patterns_bounds_and_enums(document):
+    listing = document["paths"]["/devices/{device_uuid}/readings/"]
+    metric = document["paths"]["/devices/{device_uuid}/readings/{metric}/"]
+    device = listing["parameters"][0]
+    assert (device["name"], device["in"], device["schema"]["pattern"]) == ("device_uuid", "path",
+                                                                           "^[A-Za-z0-9_.:-]{1,64}$")
+    assert metric["parameters"][1]["schema"]["enum"] == ["min", "max", "median", "mean", "mode", "quartiles"]
+    query = {parameter["name"]: parameter for parameter in listing["get"]["parameters"]}
+    assert query["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    assert query["order"]["schema"]["enum"] == ["asc", "desc"]
+    assert query["type"]["schema"]["enum"] == ["temperature", "humidity"]
+    assert {p["name"]: p["required"] for p in metric["get"]["parameters"]} == {"type": True, "start": False,
+                                                                               "end": False}
+    body = metric["get"]["requestBody"]
+    assert not body["required"] and "query string is the primary form" in body["description"]
+
+
+class AssetLinks(HTMLParser):
+    """Collect the URLs a page loads: src and href attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def test_docs_page_and_every_asset_it_references_are_served(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    parser = AssetLinks()
+    parser.feed(page.get_data(as_text=True))
+    assert len(parser.urls) == len(openapi.DOCS_ASSETS)
+    for url in parser.urls:
+        assert not urlsplit(url).scheme and not urlsplit(url).netloc, f"{url} is on another host"
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.get_data()) > 0
+        assert asset.mimetype == openapi.DOCS_ASSETS[url.rsplit("/", 1)[1]]
+    assert 'url: "/openapi.json"' in page.get_data(as_text=True)
+    assert "validatorUrl: null" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("name", ["index.html", "swagger-ui.js", "../openapi.py", "LICENSE", "nope.css"])
+def test_unknown_docs_asset_is_404(client, name):
+    response = client.get(f"/docs/assets/{name}")
+    assert response.status_code == 404
+    assert response.get_json()["code"] == 404
+
+
+@pytest.mark.parametrize("headers, status", [({}, 200), ({"Range": "bytes=0-10"}, 206), ({"If-None-Match": "*"}, 304),
+                                             ({"Range": "bytes=999999999-"}, 416)])
+def test_docs_asset_range_and_conditional_answers_are_documented(client, document, headers, status):
+    response = client.get("/docs/assets/swagger-ui.css", headers=headers)
+    assert response.status_code == status
+    assert str(status) in document["paths"]["/docs/assets/{filename}"]["get"]["responses"]
+
+
+PATH_VALUES = {"device_uuid": "dev-1", "metric": "min", "filename": "swagger-ui.css"}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+def test_undocumented_method_answers_the_documents_405(client, document, stored_count, method):
+    assert "MethodNotAllowed" in document["components"]["responses"]
+    for path, item in document["paths"].items():
+        if method.lower() in item:
+            continue
+        response = client.open(re.sub(r"{(\w+)}", lambda m: PATH_VALUES[m[1]], path), method=method, json={})
+        assert response.status_code == 405, (method, path)
+        assert response.get_json()["code"] == 405
+        assert set(response.headers["Allow"].split(", ")) - {"HEAD", "OPTIONS"} == {m.upper() for m in item
+                                                                                      if m != "parameters"}
+    assert stored_count() == 0
