@@ -244,7 +244,7 @@ def main():
     database = fixtures.Database(url)
     database_version, is_postgres = database.version(), database.is_postgres
     servers = [
-        fixtures.Server("api", "app:app", args.workers, env={"DATABASE_URL": url}),
+        fixtures.Server("api", "app:app", args.workers, env={"DATABASE_URL": url, "CANARY_AUTH": "open"}),
         fixtures.Server("echo", "echo_app:app", args.workers, args=("--pythonpath", str(fixtures.REPO / "bench"))),
     ]
     api, echo = servers

@@ -24,7 +24,7 @@ SETTINGS = {
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """A working directory of its own and no configuration variables set."""
-    for name in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE"):
+    for name in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE", "CANARY_AUTH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     apps = []
@@ -34,8 +34,8 @@ def clean_env(monkeypatch, tmp_path):
             db.engine.dispose()
 
 
-def start(apps):
-    application = create_app()
+def start(apps, **config):
+    application = create_app(config)
     apps.append(application)
     return application
 
@@ -59,7 +59,7 @@ def test_settings_select_database_in_working_directory(clean_env, monkeypatch, t
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     assert select_config() is config_class
-    application = start(clean_env)
+    application = start(clean_env, AUTH="open")  # so that the post needs no token in production either
     post_one(application)
     assert stored_rows(tmp_path / filename) == [("dev-1", "temperature", 21, 1000)]
     assert not (Path(application.instance_path) / filename).exists()
@@ -81,14 +81,14 @@ def test_database_url_overrides_every_setting(clean_env, monkeypatch, tmp_path, 
         monkeypatch.setenv(name, value)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/elsewhere/chosen.db")
-    post_one(start(clean_env))
+    post_one(start(clean_env, AUTH="open"))
     assert stored_rows(tmp_path / "elsewhere" / "chosen.db") == [("dev-1", "temperature", 21, 1000)]
     assert not (tmp_path / SETTINGS[setting][2]).exists()
 
 
 def test_relative_database_url_is_relative_to_working_directory(clean_env, monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", "sqlite:///rel.db")
-    application = start(clean_env)
+    application = start(clean_env, AUTH="open")
     post_one(application)
     assert stored_rows(tmp_path / "rel.db") == [("dev-1", "temperature", 21, 1000)]
     assert not (Path(application.instance_path) / "rel.db").exists()
@@ -123,7 +123,7 @@ def test_configure_scripts_set_variables(script, inherited, expected, cleared):
 )
 def test_sourced_script_then_module_app_uses_its_database(tmp_path, script, filename):
     env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE")}
+           if key not in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE", "CANARY_AUTH")}
     program = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from app import app; print(app.name)"
     source = f"source {ROOT / script}; " if script else ""
     subprocess.run(["bash", "-c", f'{source}exec "$0" -c "$1"', sys.executable, program],

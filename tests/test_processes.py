@@ -25,9 +25,9 @@ START_TIMEOUT = 60
 REQUEST_TIMEOUT = 30
 RUN_TIMEOUT = 240
 # Settings the servers read from the environment; each server gets them explicitly, never inherited.
-SERVER_SETTINGS = {"DATABASE_URL", "BIND", "PORT", "WEB_CONCURRENCY", "ACCESS_LOG", "CANARY_ROLE", "MAX_BATCH",
-                   "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "GUNICORN_CMD_ARGS", "TESTING_SETTINGS",
-                   "DEVELOPMENT_SETTINGS"}
+SERVER_SETTINGS = {"DATABASE_URL", "BIND", "PORT", "WEB_CONCURRENCY", "ACCESS_LOG", "CANARY_ROLE", "CANARY_AUTH",
+                   "MAX_BATCH", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "GUNICORN_CMD_ARGS",
+                   "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS"}
 TYPES, METRICS = ("temperature", "humidity"), ("min", "max", "median", "mean", "mode", "quartiles")
 
 
@@ -70,14 +70,17 @@ def stop(process):
 
 @pytest.fixture
 def serve(tmp_path):
-    """Start gunicorn servers (`python -m gunicorn app:app`); return a function giving (port, process, log)."""
+    """Start gunicorn servers (`python -m gunicorn app:app`), open unless auth="tokens".
+
+    Returns a function giving (port, process, log).
+    """
     started = []
 
-    def start(database_url, role="all", workers=2):
+    def start(database_url, role="all", workers=2, auth="open"):
         port = free_port()
         env = {key: value for key, value in os.environ.items() if key not in SERVER_SETTINGS}
         env.update(DATABASE_URL=database_url, BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers),
-                   CANARY_ROLE=role)
+                   CANARY_ROLE=role, CANARY_AUTH=auth)
         log = tmp_path / f"gunicorn-{role}-{port}.log"
         with open(log, "wb") as output:
             process = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:app"], cwd=ROOT, env=env,

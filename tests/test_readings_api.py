@@ -275,7 +275,7 @@ def test_post_after_failed_insert_is_stored(app, client, device, stored_count):
 
 
 def test_in_memory_database_stores_and_lists(device):
-    application = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    application = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "AUTH": "open"})
     client = application.test_client()
     for reading in READINGS[:2]:
         assert post(client, device, reading).status_code == 201
