@@ -7,6 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import auth
 import metrics
+import tokens_cli
 from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access, check_batch_devices
 from configmodule import database_uri, environment_overrides, select_config
 from errors import register_error_handlers
@@ -118,7 +119,7 @@ def health():
     return {"status": "ok"}
 
 
-BLUEPRINTS = (bp,)
+BLUEPRINTS = (bp, tokens_cli.bp)
 
 
 def create_app(test_config=None):
