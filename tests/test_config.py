@@ -1,5 +1,6 @@
-"""Configuration: which database each setting selects, the configure scripts, and server roles."""
+"""Configuration: which database each setting selects, the configure scripts, server roles and auth modes."""
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -174,3 +175,45 @@ def test_invalid_role_raises(clean_env, monkeypatch, tmp_path, role):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/roles.db")
     with pytest.raises(ValueError):
         create_app()
+
+
+@pytest.mark.parametrize("setting, expected", [("default", "tokens"), ("development", "open"), ("testing", "open")])
+def test_auth_mode_of_each_setting(clean_env, monkeypatch, setting, expected):
+    for name, value in SETTINGS[setting][0].items():
+        monkeypatch.setenv(name, value)
+    assert select_config().AUTH == expected
+    application = start(clean_env)
+    assert application.config["AUTH"] == expected
+    status = application.test_client().post("/devices/dev-1/readings/", data=json.dumps(READING)).status_code
+    assert status == (401 if expected == "tokens" else 201)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("mode, status", [("open", 201), ("tokens", 401)])
+def test_canary_auth_overrides_every_setting(clean_env, monkeypatch, setting, mode, status):
+    for name, value in SETTINGS[setting][0].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CANARY_AUTH", mode)
+    application = start(clean_env)
+    assert application.config["AUTH"] == mode
+    assert application.test_client().post("/devices/dev-1/readings/", data=json.dumps(READING)).status_code == status
+
+
+@pytest.mark.parametrize("mode", ["Tokens", "OPEN", "none", "token", " open", "off"])
+def test_invalid_auth_mode_refuses_to_start(clean_env, monkeypatch, tmp_path, mode):
+    monkeypatch.setenv("CANARY_AUTH", mode)
+    with pytest.raises(ValueError, match="CANARY_AUTH") as refused:
+        create_app()
+    assert repr(mode) in str(refused.value)
+    assert not list(tmp_path.glob("*.db")), "a refused start touches no database"
+
+
+@pytest.mark.parametrize("mode, warnings", [("open", 1), ("tokens", 0)])
+def test_open_mode_logs_one_warning_at_start(clean_env, monkeypatch, caplog, mode, warnings):
+    monkeypatch.setenv("CANARY_AUTH", mode)
+    with caplog.at_level(logging.WARNING):
+        application = start(clean_env)
+        application.test_client().get("/health")
+    logged = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(logged) == warnings
+    assert all("open" in record.getMessage() and "CANARY_AUTH" in record.getMessage() for record in logged)
