@@ -287,3 +287,12 @@ def test_role_refusal_comes_before_the_token_check(make_app, monkeypatch, device
     monkeypatch.setenv("CANARY_ROLE", "query")
     response = make_app(AUTH="tokens").test_client().post(f"/devices/{device}/readings/", json=READING)
     assert_error(response, 404)
+
+
+def test_unreachable_token_store_is_503_and_stores_nothing(make_app, issue, device):
+    application = make_app(AUTH="tokens")
+    headers = {"Authorization": "Bearer " + issue(application, "device", device)}
+    with application.app_context(), db.engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE tokens RENAME TO tokens_away"))
+    assert_error(application.test_client().post(f"/devices/{device}/readings/", json=READING, headers=headers), 503)
+    assert stored(application) == 0
