@@ -4,9 +4,11 @@ import json
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from marshmallow import ValidationError
 
+import auth
 import metrics
 import openapi
-from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access
+import tokens_cli
+from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access, check_batch_devices
 from configmodule import database_uri, environment_overrides, select_config
 from errors import register_error_handlers
 from models import READING_KEYS, check_readings_table, configure_engine, db, stream_readings
@@ -66,6 +68,7 @@ def create_readings():
     if not isinstance(body, list):
         raise ValidationError({"_schema": ["The request body must be a JSON array of readings."]})
     readings = load_batch(_gateway_batch_schema, body)
+    check_batch_devices(readings)
     insert_readings(readings)
     return {"count": len(readings)}, 201
 
@@ -113,7 +116,7 @@ def health():
     return {"status": "ok"}
 
 
-BLUEPRINTS = (bp, openapi.bp)
+BLUEPRINTS = (bp, openapi.bp, tokens_cli.bp)
 
 
 def create_app(test_config=None):
@@ -126,6 +129,9 @@ def create_app(test_config=None):
     app.config["SQLALCHEMY_DATABASE_URI"] = database_uri(app.config)
     if app.config["CANARY_ROLE"] not in ROLES:
         raise ValueError(f"CANARY_ROLE must be one of {', '.join(ROLES)}")
+    if app.config["AUTH"] not in auth.MODES:
+        raise ValueError(f"AUTH (environment CANARY_AUTH) must be one of {', '.join(auth.MODES)}, "
+                         f"not {app.config['AUTH']!r}")
 
     db.init_app(app)
     with app.app_context():
@@ -136,6 +142,7 @@ def create_app(test_config=None):
         app.register_blueprint(blueprint)
     if ROLES[app.config["CANARY_ROLE"]] is not None:
         app.before_request(refuse_other_role)
+    auth.init_app(app)  # after the role check: a route this server does not serve is a 404 to anyone
     register_error_handlers(app)
     app.extensions["openapi"] = openapi.build_document(app)
     return app

@@ -1,4 +1,17 @@
-"""Access control: the token kinds that may call each route."""
+"""Access control: the rules that say which tokens may call each route, the token store and the check."""
+import functools
+import hashlib
+import re
+import secrets
+import time
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from flask import abort, g, request
+from sqlalchemy.orm import Mapped, mapped_column
+
+from errors import error_response
+from models import db
 
 # What a view serves, and so which tokens may call it.
 PUBLIC = "public"  # anyone: health, documentation, the dashboard page itself
@@ -7,6 +20,30 @@ GATEWAY_WRITE = "gateway-write"  # POST naming devices in the body: an ingest to
 DEVICE_READ = "device-read"  # GET of the device in the URL: its device token or a read token
 FLEET_READ = "fleet-read"  # GET across devices: a read token
 RULES = (PUBLIC, DEVICE_WRITE, GATEWAY_WRITE, DEVICE_READ, FLEET_READ)
+
+MODES = ("tokens", "open")
+KINDS = ("device", "ingest", "read")
+# Besides the rules a device token's own device grants: a device token may use DEVICE_WRITE and
+# DEVICE_READ for its own device, and GATEWAY_WRITE for batches of its own readings only.
+KIND_RULES = {"device": {GATEWAY_WRITE}, "ingest": {DEVICE_WRITE, GATEWAY_WRITE}, "read": {DEVICE_READ, FLEET_READ}}
+DEVICE_RULES = {DEVICE_WRITE, DEVICE_READ}
+TOKEN_PREFIX = "cnry_"  # makes a leaked token recognisable in logs and to secret scanners
+TOKEN_BYTES = 32  # 256 bits from the operating system's CSPRNG
+# RFC 6750 section 2.1 credentials; the scheme is case-insensitive (RFC 9110 section 11.1).
+_BEARER = re.compile(r"bearer +([A-Za-z0-9._~+/-]+=*) *", re.IGNORECASE)
+_CACHE_MAX_ENTRIES = 100_000
+
+MISSING = "This route needs a token; send it as 'Authorization: Bearer <token>'."
+MALFORMED = "The Authorization header is not a bearer token; send 'Authorization: Bearer <token>'."
+INVALID = "The token is not valid; check it, or ask for a new one."  # unknown and revoked alike
+FORBIDDEN = {
+    DEVICE_WRITE: "This token may not post readings for this device; use its device token or an ingest token.",
+    GATEWAY_WRITE: "This route needs an ingest token, or a device token posting its own readings.",
+    DEVICE_READ: "This token may not read this device's readings; use its device token or a read token.",
+    FLEET_READ: "This route needs a read token.",
+}
+NOT_GRANTED = "No token may call this route."
+OTHER_DEVICE = "A device token may only post readings of its own device."
 
 
 def access(rule):
@@ -19,3 +56,147 @@ def access(rule):
         return view
 
     return mark
+
+
+class Token(db.Model):
+    """A bearer token, stored only as the SHA-256 digest of its text."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    device_uuid: Mapped[str | None] = mapped_column(sa.String(64))
+    label: Mapped[str | None] = mapped_column(sa.String(200))
+    # Epoch seconds, like readings' date_created.
+    created_at: Mapped[int] = mapped_column(sa.BigInteger())
+    revoked_at: Mapped[int | None] = mapped_column(sa.BigInteger())
+
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('device', 'ingest', 'read')", name="ck_tokens_kind"),
+        sa.CheckConstraint(
+            "(kind = 'device' AND device_uuid IS NOT NULL) OR (kind <> 'device' AND device_uuid IS NULL)",
+            name="ck_tokens_device",
+        ),
+    )
+
+
+class Grant(NamedTuple):
+    """What a valid token allows: its kind, and for a device token its device."""
+
+    kind: str
+    device_uuid: str | None
+
+
+def new_token():
+    """Return a new random token."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_digest(token):
+    """Return the SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenCache:
+    """What this process last read about each token it was shown, trusted for `lifetime` seconds.
+
+    Unknown and revoked tokens are cached too, as None, so a misconfigured device retrying with a
+    bad token costs no more queries than a good one.
+    """
+
+    def __init__(self, lifetime):
+        self.lifetime = lifetime
+        self.entries = {}  # digest -> (monotonic expiry, Grant or None)
+
+    def grant(self, digest):
+        """Return the Grant of a valid token's digest, or None for an unknown or revoked one."""
+        now = time.monotonic()
+        entry = self.entries.get(digest)
+        if entry is None or entry[0] <= now:
+            entry = (now + self.lifetime, fetch_grant(digest))
+            if len(self.entries) >= _CACHE_MAX_ENTRIES:
+                live = {key: value for key, value in self.entries.items() if value[0] > now}
+                self.entries = live if len(live) < _CACHE_MAX_ENTRIES else {}
+            self.entries[digest] = entry
+        return entry[1]
+
+
+def fetch_grant(digest):
+    """Read a token's Grant from the database; None when no unrevoked token has that digest."""
+    statement = sa.select(Token.kind, Token.device_uuid).where(Token.digest == digest, Token.revoked_at.is_(None))
+    with db.engine.connect() as connection:  # a database failure is a 503, as on any route
+        row = connection.execute(statement).first()
+    return None if row is None else Grant(*row)
+
+
+def init_app(app):
+    """Check each request's token in tokens mode; in open mode say so once, at start-up."""
+    if app.config["AUTH"] == "open":
+        app.logger.warning("AUTH is open: any client may call every route; set CANARY_AUTH=tokens to require tokens")
+        return
+    cache = app.extensions["canary_tokens"] = TokenCache(app.config["TOKEN_CACHE_SECONDS"])
+    app.before_request(functools.partial(check_token, app, cache))
+
+
+def check_token(app, cache):
+    """Refuse a request unless its bearer token grants the access rule of the view it routes to."""
+    # Each context-local lookup costs about a microsecond, so this hot path makes one.
+    current = request._get_current_object()
+    endpoint = current.endpoint
+    if endpoint is None:
+        return  # no route matched: the 404 or 405 follows
+    rule = rule_of(app, endpoint)
+    if rule == PUBLIC:
+        return
+    token = bearer_token(current.environ.get("HTTP_AUTHORIZATION"))
+    # Text that cannot be one of our tokens is refused without a query.
+    grant = cache.grant(token_digest(token)) if token.startswith(TOKEN_PREFIX) else None
+    if grant is None:
+        refuse(401, INVALID, "invalid_token")
+    if not permits(grant, rule, current.view_args):
+        refuse(403, FORBIDDEN.get(rule, NOT_GRANTED), "insufficient_scope")
+    if rule == GATEWAY_WRITE:
+        g.grant = grant  # for check_batch_devices, once the view has validated the batch
+
+
+def permits(grant, rule, view_args):
+    """Tell whether a token's grant allows a view's access rule for the URL's variables."""
+    if rule in KIND_RULES[grant.kind]:
+        return True
+    return grant.kind == "device" and rule in DEVICE_RULES and grant.device_uuid == view_args.get("device_uuid")
+
+
+def rule_of(app, endpoint):
+    """Return the access rule of an endpoint's view; Flask's static files are public, unmarked views None."""
+    rule = getattr(app.view_functions.get(endpoint), "access_rule", None)
+    if rule is None and endpoint.rpartition(".")[2] == "static":  # the name Flask gives static-file routes
+        return PUBLIC
+    return rule
+
+
+def bearer_token(header):
+    """Return the token of an Authorization header, refusing a missing or malformed one."""
+    if header is None:
+        refuse(401, MISSING)
+    match = _BEARER.fullmatch(header)
+    if match is None:
+        refuse(401, MALFORMED, "invalid_request")
+    return match[1]
+
+
+def check_batch_devices(readings):
+    """Refuse a gateway batch sent with a device token if it holds readings of any other device."""
+    grant = g.get("grant")
+    if grant is None or grant.kind != "device":
+        return
+    offending = {index: [OTHER_DEVICE] for index, reading in enumerate(readings)
+                 if reading["device_uuid"] != grant.device_uuid}
+    if offending:
+        refuse(403, FORBIDDEN[GATEWAY_WRITE], "insufficient_scope", errors=offending)
+
+
+def refuse(code, message, error=None, errors=None):
+    """Abort with the JSON error and an RFC 6750 challenge, with its error code where one applies."""
+    challenge = 'Bearer realm="canary"' + (f', error="{error}"' if error else "")
+    abort(error_response(code, message, errors=errors, headers={"WWW-Authenticate": challenge}))

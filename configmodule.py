@@ -18,6 +18,11 @@ class Config:
     MAX_BATCH_CONTENT_LENGTH = 8 * 1024 * 1024
     MAX_BATCH = 10_000
     CANARY_ROLE = "all"
+    # "tokens": every route but the public ones needs a bearer token; "open": none does.
+    AUTH = "tokens"
+    # How long a process trusts what it last read about a token, and so bounds how late a
+    # revocation takes effect.
+    TOKEN_CACHE_SECONDS = 2.0
     SQLITE_BUSY_TIMEOUT_MS = 30_000
     STREAM_CHUNK_ROWS = 1000
 
@@ -27,6 +32,7 @@ class DevelopmentConfig(Config):
 
     DEBUG = True
     DATABASE_FILE = "development_database.db"
+    AUTH = "open"
 
 
 class TestingConfig(Config):
@@ -34,6 +40,7 @@ class TestingConfig(Config):
 
     TESTING = True
     DATABASE_FILE = "test_database.db"
+    AUTH = "open"
 
 
 def select_config(environ=os.environ):
@@ -55,6 +62,8 @@ def environment_overrides(environ=os.environ):
             overrides[name] = int(environ[name])
     if environ.get("CANARY_ROLE"):
         overrides["CANARY_ROLE"] = environ["CANARY_ROLE"]
+    if environ.get("CANARY_AUTH"):
+        overrides["AUTH"] = environ["CANARY_AUTH"]
     return overrides
 
 

@@ -9,7 +9,6 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from models import is_missing_table, is_storage_full, is_unavailable
-from writes import create_schema
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -58,7 +57,9 @@ def handle_validation_error(error):
 def handle_database_error(error):
     """Answer 503 with Retry-After when the database cannot serve; a lost table is created again."""
     if is_missing_table(error):
-        log.warning("The readings table is missing; creating the schema again.")
+        from writes import create_schema  # here, not above: writes needs auth, which needs this module
+
+        log.warning("A table is missing; creating the schema again.")
         try:
             create_schema()
         except SQLAlchemyError:

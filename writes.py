@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from auth import Token
 from ingest import CommitGroup, database_file
 from models import Reading, db
 
@@ -16,13 +17,14 @@ _SCHEMA_LOCK_ID = 0x43616E617279  # any constant shared by every process that cr
 
 
 def create_schema():
-    """Create the readings table and any missing index; safe to run from many processes at once."""
+    """Create the readings and tokens tables and any missing index; safe to run from many processes at once."""
     with write_transaction() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_ID)))
-        connection.execute(CreateTable(Reading.__table__, if_not_exists=True))
-        for index in Reading.__table__.indexes:
-            connection.execute(CreateIndex(index, if_not_exists=True))
+        for table in (Reading.__table__, Token.__table__):
+            connection.execute(CreateTable(table, if_not_exists=True))
+            for index in table.indexes:
+                connection.execute(CreateIndex(index, if_not_exists=True))
 
 
 @contextmanager

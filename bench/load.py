@@ -59,10 +59,10 @@ def batch_body(worker, index, size=1000):
     return json.dumps(readings).encode()
 
 
-def run_wrk(port, path, seconds, threads=2, connections=16):
-    """Drive POSTs of unique readings with wrk for a fixed time."""
+def run_wrk(port, path, seconds, threads=2, connections=16, token=None):
+    """Drive POSTs of unique readings with wrk for a fixed time, with a bearer token if one is given."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-               "-s", str(WRK_SCRIPT), f"http://{HOST}:{port}{path}"]
+               "-s", str(WRK_SCRIPT), f"http://{HOST}:{port}{path}"] + (["--", token] if token else [])
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60)
     line = next(line for line in output.stdout.splitlines() if line.startswith("WRK_RESULT "))
     figures = json.loads(line.removeprefix("WRK_RESULT "))
@@ -88,7 +88,7 @@ def wrk_available():
     return shutil.which("wrk") is not None
 
 
-def _drive_connection(port, path, make_body, worker, quota, start_at, stop_at):
+def _drive_connection(port, path, make_body, worker, quota, start_at, stop_at, headers):
     """POST on one connection (reopened when the server closes it) until the quota or the time is up."""
     connection = http.client.HTTPConnection(HOST, port, timeout=30)
     latencies, statuses, failures = [], Counter(), 0
@@ -99,7 +99,7 @@ def _drive_connection(port, path, make_body, worker, quota, start_at, stop_at):
         index += 1
         began = time.monotonic()
         try:
-            connection.request("POST", path, body, HEADERS)
+            connection.request("POST", path, body, headers)
             response = connection.getresponse()
             response.read()
         except (OSError, http.client.HTTPException):
@@ -116,12 +116,12 @@ def _drive_process(spec, results):
     """Run a group of connections as threads inside one process and queue their figures."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops this process
-    port, path, make_body, workers, quotas, start_at, stop_at = spec
+    port, path, make_body, workers, quotas, start_at, stop_at, headers = spec
     figures = [None] * len(workers)
 
     def run(slot):
         figures[slot] = _drive_connection(port, path, make_body, workers[slot], quotas[slot],
-                                          start_at, stop_at)
+                                          start_at, stop_at, headers)
 
     threads = [threading.Thread(target=run, args=(slot,)) for slot in range(len(workers))]
     for thread in threads:
@@ -147,7 +147,7 @@ def _gather(results, processes, deadline):
 
 
 def python_load(port, path, make_body, connections=16, seconds=None, total=None,
-                expect=201, max_seconds=600):
+                expect=201, max_seconds=600, headers=HEADERS):
     """POST bodies on `connections` connections for `seconds`, or `total` requests in all."""
     count = max(1, min(connections, os.cpu_count() or 1))
     quotas = [None] * connections
@@ -160,7 +160,7 @@ def python_load(port, path, make_body, connections=16, seconds=None, total=None,
     processes = []
     for group in range(count):
         workers = list(range(group, connections, count))
-        spec = (port, path, make_body, workers, [quotas[w] for w in workers], start_at, stop_at)
+        spec = (port, path, make_body, workers, [quotas[w] for w in workers], start_at, stop_at, headers)
         processes.append(context.Process(target=_drive_process, args=(spec, results), daemon=True))
     try:
         for process in processes:

@@ -1,5 +1,6 @@
 -- wrk script: POST one unique reading per request, then print a JSON summary line.
 -- Each thread numbers its own requests, so (thread, counter) makes date_created unique.
+-- An argument after `--` is a bearer token to send with every request.
 
 local threads = {}
 
@@ -14,6 +15,9 @@ function init(args)
   first_date = 1800000000 + thread_id * 100000000
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  if args[1] then
+    wrk.headers["Authorization"] = "Bearer " .. args[1]
+  end
 end
 
 function request()

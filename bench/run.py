@@ -7,8 +7,11 @@ readings table of that database is dropped and recreated. The targets apply to S
 """
 import argparse
 import datetime
+import hashlib
 import os
 import platform
+import re
+import secrets
 import signal
 import sqlite3
 import statistics
@@ -93,6 +96,42 @@ def bench_single_post(api, echo, settings, use_wrk):
         Row("Single POST: API / echo req/s", f"{ratio:.0%}", "≥ 60%", ratio >= 0.60),
         Row("Single POST: errors (API)", f"{mine.errors} of {mine.requests:,} requests", "0", mine.errors == 0),
     ]
+
+
+def bench_single_post_tokens(database, url, workers, api_row, settings, use_wrk):
+    """Compare one-reading POSTs with AUTH=tokens to the open API's rate measured earlier in this run.
+
+    A device token is stored directly in the benchmark database, as `flask tokens create` would store
+    it, and sent by every request; a tokens-mode server runs beside the open one for this stage only.
+    """
+    device = "bench-tokens"
+    token = "cnry_" + secrets.token_urlsafe(32)
+    database.query("INSERT INTO tokens (digest, kind, device_uuid, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (hashlib.sha256(token.encode()).hexdigest(), "device", device, "benchmark", int(time.time())))
+    open_rate = float(re.search(r"([\d,.]+) req/s", api_row.measured)[1].replace(",", ""))
+    server = fixtures.Server("api-tokens", "app:app", workers, env={"DATABASE_URL": url, "CANARY_AUTH": "tokens"})
+    path, headers = f"/devices/{device}/readings/", {**load.HEADERS, "Authorization": f"Bearer {token}"}
+
+    def drive(seconds):
+        if use_wrk:
+            return load.run_wrk(server.port, path, seconds, token=token)
+        return load.python_load(server.port, path, load.reading_body, seconds=seconds, headers=headers)
+
+    server.start()
+    try:
+        drive(settings.warmup)
+        results = []
+        for round_number in range(1, settings.rounds + 1):
+            note(f"single POST with tokens, round {round_number} of {settings.rounds}, {settings.seconds} s")
+            results.append(drive(settings.seconds))
+            note(f"  {results[-1].rate:,.0f} req/s, p50 {results[-1].p50_ms:.2f} ms, p99 {results[-1].p99_ms:.2f} ms")
+    finally:
+        server.stop()
+    mine = load.combine(results)
+    ratio = mine.rate / open_rate
+    return [Row("Single POST with tokens / open req/s",
+                f"{ratio:.0%} ({mine.rate:,.0f} vs {open_rate:,.0f} req/s; p99 {mine.p99_ms:.2f} ms; "
+                f"{mine.errors} errors)", "≥ 90%", ratio >= 0.90 and mine.errors == 0)]
 
 
 def bench_exactness(api, database, settings):
@@ -244,7 +283,7 @@ def main():
     database = fixtures.Database(url)
     database_version, is_postgres = database.version(), database.is_postgres
     servers = [
-        fixtures.Server("api", "app:app", args.workers, env={"DATABASE_URL": url}),
+        fixtures.Server("api", "app:app", args.workers, env={"DATABASE_URL": url, "CANARY_AUTH": "open"}),
         fixtures.Server("echo", "echo_app:app", args.workers, args=("--pythonpath", str(fixtures.REPO / "bench"))),
     ]
     api, echo = servers
@@ -252,6 +291,7 @@ def main():
         for server in servers:
             server.start()
         rows = bench_single_post(api, echo, settings, use_wrk)
+        rows += bench_single_post_tokens(database, url, args.workers, rows[0], settings, use_wrk)
         rows += bench_exactness(api, database, settings)
         rows += bench_batch(api, database, settings)
         rows += bench_metrics(api, database, settings)

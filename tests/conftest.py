@@ -11,7 +11,7 @@ import uuid
 _IMPORT_DIR = tempfile.mkdtemp(prefix="canary-import-")
 atexit.register(shutil.rmtree, _IMPORT_DIR, ignore_errors=True)
 os.environ["DATABASE_URL"] = "sqlite:///" + os.path.join(_IMPORT_DIR, "import.db")
-for _name in ("CANARY_ROLE", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH"):
+for _name in ("CANARY_ROLE", "CANARY_AUTH", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH"):
     os.environ.pop(_name, None)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,11 +63,11 @@ def postgres_database_uri():
 
 @pytest.fixture
 def make_app(database_uri):
-    """Build applications on this test's database; extra settings go in as test_config."""
+    """Build applications on this test's database, open unless AUTH="tokens"; extra settings go in as test_config."""
     apps = []
 
     def build(**config):
-        application = create_app({"SQLALCHEMY_DATABASE_URI": database_uri, **config})
+        application = create_app({"SQLALCHEMY_DATABASE_URI": database_uri, "AUTH": "open", **config})
         apps.append(application)
         return application
 

@@ -90,8 +90,8 @@ class ProductionServer:
         self.port = free_port()
         self.log_path = log_path
         self.env = {key: value for key, value in os.environ.items() if key not in SERVER_SETTINGS}
-        self.env.update(DATABASE_URL=database_url, BIND=f"127.0.0.1:{self.port}", WEB_CONCURRENCY=str(workers),
-                        CANARY_AUTH="open", **settings)
+        self.env.update({"DATABASE_URL": database_url, "BIND": f"127.0.0.1:{self.port}",
+                         "WEB_CONCURRENCY": str(workers), "CANARY_AUTH": "open", **settings})
         self.process = None
 
     def start(self):

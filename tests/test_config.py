@@ -1,5 +1,6 @@
-"""Configuration: which database each setting selects, the configure scripts, and server roles."""
+"""Configuration: which database each setting selects, the configure scripts, server roles and auth modes."""
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -24,7 +25,7 @@ SETTINGS = {
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """A working directory of its own and no configuration variables set."""
-    for name in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE"):
+    for name in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE", "CANARY_AUTH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     apps = []
@@ -34,8 +35,8 @@ def clean_env(monkeypatch, tmp_path):
             db.engine.dispose()
 
 
-def start(apps):
-    application = create_app()
+def start(apps, **config):
+    application = create_app(config)
     apps.append(application)
     return application
 
@@ -59,7 +60,7 @@ def test_settings_select_database_in_working_directory(clean_env, monkeypatch, t
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     assert select_config() is config_class
-    application = start(clean_env)
+    application = start(clean_env, AUTH="open")  # so that the post needs no token in production either
     post_one(application)
     assert stored_rows(tmp_path / filename) == [("dev-1", "temperature", 21, 1000)]
     assert not (Path(application.instance_path) / filename).exists()
@@ -81,14 +82,14 @@ def test_database_url_overrides_every_setting(clean_env, monkeypatch, tmp_path, 
         monkeypatch.setenv(name, value)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/elsewhere/chosen.db")
-    post_one(start(clean_env))
+    post_one(start(clean_env, AUTH="open"))
     assert stored_rows(tmp_path / "elsewhere" / "chosen.db") == [("dev-1", "temperature", 21, 1000)]
     assert not (tmp_path / SETTINGS[setting][2]).exists()
 
 
 def test_relative_database_url_is_relative_to_working_directory(clean_env, monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", "sqlite:///rel.db")
-    application = start(clean_env)
+    application = start(clean_env, AUTH="open")
     post_one(application)
     assert stored_rows(tmp_path / "rel.db") == [("dev-1", "temperature", 21, 1000)]
     assert not (Path(application.instance_path) / "rel.db").exists()
@@ -123,7 +124,7 @@ def test_configure_scripts_set_variables(script, inherited, expected, cleared):
 )
 def test_sourced_script_then_module_app_uses_its_database(tmp_path, script, filename):
     env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE")}
+           if key not in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE", "CANARY_AUTH")}
     program = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from app import app; print(app.name)"
     source = f"source {ROOT / script}; " if script else ""
     subprocess.run(["bash", "-c", f'{source}exec "$0" -c "$1"', sys.executable, program],
@@ -174,3 +175,45 @@ def test_invalid_role_raises(clean_env, monkeypatch, tmp_path, role):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/roles.db")
     with pytest.raises(ValueError):
         create_app()
+
+
+@pytest.mark.parametrize("setting, expected", [("default", "tokens"), ("development", "open"), ("testing", "open")])
+def test_auth_mode_of_each_setting(clean_env, monkeypatch, setting, expected):
+    for name, value in SETTINGS[setting][0].items():
+        monkeypatch.setenv(name, value)
+    assert select_config().AUTH == expected
+    application = start(clean_env)
+    assert application.config["AUTH"] == expected
+    status = application.test_client().post("/devices/dev-1/readings/", data=json.dumps(READING)).status_code
+    assert status == (401 if expected == "tokens" else 201)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("mode, status", [("open", 201), ("tokens", 401)])
+def test_canary_auth_overrides_every_setting(clean_env, monkeypatch, setting, mode, status):
+    for name, value in SETTINGS[setting][0].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CANARY_AUTH", mode)
+    application = start(clean_env)
+    assert application.config["AUTH"] == mode
+    assert application.test_client().post("/devices/dev-1/readings/", data=json.dumps(READING)).status_code == status
+
+
+@pytest.mark.parametrize("mode", ["Tokens", "OPEN", "none", "token", " open", "off"])
+def test_invalid_auth_mode_refuses_to_start(clean_env, monkeypatch, tmp_path, mode):
+    monkeypatch.setenv("CANARY_AUTH", mode)
+    with pytest.raises(ValueError, match="CANARY_AUTH") as refused:
+        create_app()
+    assert repr(mode) in str(refused.value)
+    assert not list(tmp_path.glob("*.db")), "a refused start touches no database"
+
+
+@pytest.mark.parametrize("mode, warnings", [("open", 1), ("tokens", 0)])
+def test_open_mode_logs_one_warning_at_start(clean_env, monkeypatch, caplog, mode, warnings):
+    monkeypatch.setenv("CANARY_AUTH", mode)
+    with caplog.at_level(logging.WARNING):
+        application = start(clean_env)
+        application.test_client().get("/health")
+    logged = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(logged) == warnings
+    assert all("open" in record.getMessage() and "CANARY_AUTH" in record.getMessage() for record in logged)

@@ -31,7 +31,7 @@ def sqlite_app(tmp_path):
     apps = []
 
     def build(**config):
-        apps.append(create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/failing.db", **config}))
+        apps.append(create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/failing.db", "AUTH": "open", **config}))
         return apps[-1]
 
     yield build
@@ -92,7 +92,7 @@ def test_sqlite_storage_full_is_503_saying_so(sqlite_app, device):
 
 def test_postgres_connections_ended_by_the_server_fail_no_request(postgres_database_uri, device):
     name = f"canary-{device}"
-    application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}"})
+    application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}", "AUTH": "open"})
     client = application.test_client()
     path = f"/devices/{device}/readings/"
     assert client.post(path, data=json.dumps(READING)).status_code == 201  # opens the kept connection

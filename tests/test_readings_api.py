@@ -277,7 +277,7 @@ def test_post_when_table_is_lost_is_503_then_table_is_recreated(app, client, dev
 
 
 def test_in_memory_database_stores_and_lists(device):
-    application = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    application = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "AUTH": "open"})
     client = application.test_client()
     for reading in READINGS[:2]:
         assert post(client, device, reading).status_code == 201
@@ -323,7 +323,7 @@ def test_list_reads_in_keyset_pages_without_gaps_or_repeats(make_app, device, or
 
 def test_slow_listing_holds_no_snapshot_between_pages(tmp_path, device):
     path = tmp_path / "slow.db"
-    application = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "STREAM_CHUNK_ROWS": 10})
+    application = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "AUTH": "open", "STREAM_CHUNK_ROWS": 10})
     client = application.test_client()
     readings = [{"type": "temperature", "value": n % 101, "date_created": n} for n in range(1000)]
     assert post(client, device, readings).status_code == 201

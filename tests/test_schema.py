@@ -1,6 +1,8 @@
-"""The schema the app creates: its types, its indexes and, on PostgreSQL, a hypertable-ready key."""
+"""The schema the app creates: its types, its indexes, on PostgreSQL a hypertable-ready key, and the tokens table."""
+import pytest
 import sqlalchemy as sa
 
+from auth import Token
 from models import db
 
 # Every insert updates each index, so the schema keeps to the one covering index the queries need.
@@ -51,3 +53,27 @@ def test_schema_creation_keeps_existing_readings(app, make_app):
     restarted = make_app()  # a second start on the same database meets the table and its indexes
     response = restarted.test_client().get("/devices/dev-1/readings/")
     assert response.get_json() == [{**reading, "device_uuid": "dev-1"}]
+
+
+def test_schema_has_a_tokens_table_keyed_by_a_unique_digest(app):
+    with app.app_context():
+        inspector = sa.inspect(db.engine)
+        columns = {column["name"]: column for column in inspector.get_columns("tokens")}
+        unique_keys = [constraint["column_names"] for constraint in inspector.get_unique_constraints("tokens")]
+        unique_keys += [index["column_names"] for index in inspector.get_indexes("tokens") if index["unique"]]
+    assert set(columns) == {"id", "digest", "kind", "device_uuid", "label", "created_at", "revoked_at"}
+    assert ["digest"] in unique_keys
+    assert {name for name, column in columns.items() if column["nullable"]} == {"device_uuid", "label", "revoked_at"}
+    assert all(isinstance(columns[name]["type"], sa.Integer) for name in ("created_at", "revoked_at"))  # epoch seconds
+
+
+def test_tokens_table_refuses_a_digest_twice_and_a_device_token_without_device(app):
+    row = {"digest": "0" * 64, "kind": "read", "device_uuid": None, "label": None, "created_at": 1}
+    with app.app_context(), db.engine.connect() as connection:
+        connection.execute(sa.insert(Token.__table__), row)
+        connection.commit()
+        for bad in ({**row}, {**row, "digest": "1" * 64, "kind": "device"},
+                    {**row, "digest": "2" * 64, "device_uuid": "dev-1"}, {**row, "digest": "3" * 64, "kind": "admin"}):
+            with pytest.raises(sa.exc.IntegrityError):
+                connection.execute(sa.insert(Token.__table__), bad)
+            connection.rollback()
