@@ -5,6 +5,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, reque
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+import aggregates
 import metrics
 from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access
 from configmodule import database_uri, environment_overrides, select_config
@@ -24,7 +25,12 @@ bp = Blueprint("readings", __name__)
 
 ROLES = {"all": None, "ingest": "query", "query": "ingest"}  # role -> the kind of route it refuses
 WRITE_ENDPOINTS = {"readings.create_device_readings", "readings.create_readings"}
-READ_ENDPOINTS = {"readings.list_readings", "readings.get_metric"}
+READ_ENDPOINTS = {
+    "readings.list_readings",
+    "readings.get_metric",
+    "aggregates.get_series",
+    "aggregates.get_summary",
+}
 
 _reading_schema = ReadingSchema()
 _device_batch_schema = ReadingSchema(many=True)
@@ -116,7 +122,7 @@ def health():
     return {"status": "ok"}
 
 
-BLUEPRINTS = (bp,)
+BLUEPRINTS = (bp, aggregates.bp)
 
 
 def create_app(test_config=None):
