@@ -4,6 +4,7 @@ import json
 from flask import Blueprint, Response, current_app
 
 import buckets
+import histograms
 import metrics
 from auth import DEVICE_READ, FLEET_READ, access
 from errors import invalid
@@ -46,7 +47,7 @@ def series(device_uuid, filters, interval, zone, keep_empty):
     filters = {"device_uuid": device_uuid, **filters}
     first, last = filters["start"], filters["end"]
     if first is None or last is None:
-        span = metrics.fetch_span(filters)
+        span = histograms.fetch_span(filters)
         if span is None:
             return []
         first, last = span[0] if first is None else first, span[1] if last is None else last
@@ -59,11 +60,11 @@ def series(device_uuid, filters, interval, zone, keep_empty):
     except buckets.OutOfCalendar:
         raise invalid("interval", "Day and week buckets must lie within the years 1 to 9999; "
                                   "use an interval in seconds, minutes or hours.") from None
-    histograms = metrics.fetch_bucket_histograms({**filters, "start": first, "end": last}, buckets.runs(edges))
+    counts = histograms.fetch_bucket_histograms({**filters, "start": first, "end": last}, buckets.runs(edges))
     return [
-        {"start": start, "end": end, **metrics.describe(histograms.get(number, []))}
+        {"start": start, "end": end, **metrics.describe(counts.get(number, []))}
         for number, (start, end) in enumerate(zip(edges, edges[1:]))
-        if keep_empty or number in histograms
+        if keep_empty or number in counts
     ]
 
 
@@ -72,7 +73,7 @@ def series(device_uuid, filters, interval, zone, keep_empty):
 def get_summary():
     """Stream statistics of one reading type per device, the devices with most readings first."""
     filters = load_filters(_summary_schema)
-    devices = metrics.stream_device_histograms(current_app.config["STREAM_CHUNK_ROWS"], **filters)
+    devices = histograms.stream_device_histograms(current_app.config["STREAM_CHUNK_ROWS"], **filters)
     next(devices)  # run the query now, so that a failure is still a JSON error
     return Response(_summary_array(devices), mimetype="application/json")
 

@@ -1,8 +1,8 @@
 """Reading statistics: pure functions over a value histogram, and the queries that feed them.
 
 A histogram is a list of (value, count) pairs in ascending value order with every count > 0.
-Values are bounded integers, so one GROUP BY over the filtered readings yields it exactly, and
-one GROUP BY (bucket, value) or (device, value) yields a histogram per bucket or per device.
+Values are bounded integers, so one GROUP BY over the filtered readings yields it exactly (and
+histograms.py's GROUP BY (bucket, value) or (device, value) one per time bucket or per device).
 """
 import bisect
 import itertools
@@ -127,15 +127,6 @@ def describe(histogram):
     }
 
 
-def group_histograms(rows):
-    """Return {key: histogram} from (key, value, count) rows in any order, NULL values left out."""
-    histograms = {}
-    for key, value, count in rows:
-        if value is not None:
-            histograms.setdefault(key, []).append((value, count))
-    return {key: sorted(histogram) for key, histogram in histograms.items()}
-
-
 def fetch_histogram(filters):
     """Return the histogram of the readings that match the filters, in one indexed pass."""
     statement = matching(sa.select(Reading.value, sa.func.count()), **filters).group_by(Reading.value)
@@ -178,86 +169,3 @@ def compute(metric, filters):
         quartile_1, quartile_3 = quartiles(histogram)
         return {"quartile_1": quartile_1, "quartile_3": quartile_3}
     raise ValueError(f"unknown metric {metric!r}")
-
-
-def fetch_span(filters):
-    """Return the first and last date_created >= 0 of the matching readings, or None if none match.
-
-    Two seeks to either end of the time index, rather than MIN and MAX in one query, which
-    SQLite would answer with a scan.
-    """
-    statement = matching(sa.select(Reading.date_created), **filters).where(
-        Reading.date_created >= 0, Reading.value.is_not(None)
-    )
-    first = db.session.execute(statement.order_by(Reading.date_created).limit(1)).scalar()
-    if first is None:
-        return None
-    last = db.session.execute(statement.order_by(Reading.date_created.desc()).limit(1)).scalar()
-    return first, last
-
-
-def _integer(number):
-    return sa.literal(number, sa.BigInteger())
-
-
-def bucket_number(runs, column=Reading.date_created):
-    """Return SQL numbering the bucket each date falls in, for runs of buckets as buckets.runs makes.
-
-    Within a run the number is arithmetic; across runs a tree of CASEs finds the run in
-    log2(runs) comparisons. Operands of the division are never negative, where SQLite and
-    PostgreSQL would round differently from Python.
-    """
-    if len(runs) == 1:
-        (run,) = runs
-        return _integer(run.first) + (column - _integer(run.start)) // _integer(run.width)
-    middle = len(runs) // 2
-    later = column >= _integer(runs[middle].start)
-    return sa.case((later, bucket_number(runs[middle:], column)), else_=bucket_number(runs[:middle], column))
-
-
-def fetch_bucket_histograms(filters, runs):
-    """Return {bucket number: histogram} over the matching readings, in one indexed pass."""
-    bucket = bucket_number(runs).label("bucket")
-    statement = matching(sa.select(bucket, Reading.value, sa.func.count()), **filters).group_by(
-        sa.literal_column("bucket"), Reading.value
-    )
-    return group_histograms(db.session.execute(statement))
-
-
-def _in_byte_order(column):
-    """Return a column that sorts by code point on every backend, whatever collation it was made with."""
-    return column.collate("C" if db.engine.dialect.name == "postgresql" else "BINARY")
-
-
-def stream_device_histograms(chunk_rows, type, start=None, end=None, limit=None):
-    """Yield (device_uuid, histogram) for each device with matching readings, most readings first.
-
-    The database groups by (device, value), orders the groups by their device's total with a
-    window function, and streams them, so each device's histogram is complete as its last row
-    arrives and memory stays flat however many devices there are. The first next() runs the
-    query and yields None; the connection closes with the generator.
-    """
-    device = _in_byte_order(Reading.device_uuid).label("device_uuid")
-    counts = sa.select(
-        device,
-        Reading.value,
-        sa.func.count().label("readings"),
-        sa.func.sum(sa.func.count()).over(partition_by=device).label("device_readings"),
-    ).where(Reading.type == type, Reading.device_uuid.is_not(None), Reading.value.is_not(None))
-    if start is not None:
-        counts = counts.where(Reading.date_created >= start)
-    if end is not None:
-        counts = counts.where(Reading.date_created <= end)
-    counts = counts.group_by(device, Reading.value).subquery()
-    statement = sa.select(counts.c.device_uuid, counts.c.value, counts.c.readings).order_by(
-        counts.c.device_readings.desc(), _in_byte_order(counts.c.device_uuid), counts.c.value
-    )
-    with db.engine.connect() as connection:
-        rows = connection.execution_options(yield_per=chunk_rows).execute(statement)
-        try:
-            yield None
-            devices = itertools.groupby(rows, key=lambda row: row[0])
-            for device_uuid, group in itertools.islice(devices, limit):
-                yield device_uuid, [(value, count) for _, value, count in group]
-        finally:
-            rows.close()  # a limit or a gone client leaves rows unread

@@ -169,13 +169,3 @@ def test_describe_matches_statistics(values):
 
 def test_describe_empty_histogram_is_count_zero_and_null_statistics():
     assert metrics.describe([]) == {"count": 0, **dict.fromkeys(metrics.STATISTICS)}
-
-
-@given(st.lists(st.tuples(st.integers(0, 5), st.one_of(st.none(), st.integers(0, 100)), st.integers(1, 9)),
-                unique_by=lambda row: row[:2]))
-def test_group_histograms_sorts_each_group_and_drops_null_values(rows):
-    expected = {}
-    for key, value, count in rows:
-        if value is not None:
-            expected.setdefault(key, Counter())[value] += count
-    assert metrics.group_histograms(rows) == {key: sorted(counts.items()) for key, counts in expected.items()}

@@ -119,10 +119,10 @@ def test_summary_orders_devices_by_code_point_whatever_the_table_collation(make_
         connection.execute(sa.text(CASE_BLIND_TABLES[engine.dialect.name]))
     engine.dispose()
     client = make_app().test_client()
-    readings = [(device, "temperature", 5, 1) for device in DEVICES]
-    post_readings(client, readings)
+    devices = ["B", "a", "Z9", "_x", "-y", "0", "dev.1", "dev:2"]  # no two differ only in case
+    post_readings(client, [(device, "temperature", 5, 1) for device in devices])
     rows = client.get(SUMMARY, query_string={"type": "temperature"}).get_json()
-    assert [row["device_uuid"] for row in rows] == sorted(DEVICES)
+    assert [row["device_uuid"] for row in rows] == sorted(devices)
 
 
 def test_summary_query_string_wins_over_body(client):
