@@ -14,7 +14,10 @@ from models import Reading, db, matching
 
 def parse_histogram(text):
     """Return the histogram that a folded row writes as "value,count,value,count,..."."""
-    numbers = json.loads(f"[{text}]")  # JSON reads the REAL values of tables made by other tools too
+    try:
+        numbers = list(map(int, text.split(",")))
+    except ValueError:  # REAL values, which tables made by other tools may hold
+        numbers = json.loads(f"[{text}]")
     return sorted(zip(numbers[::2], numbers[1::2]))
 
 
