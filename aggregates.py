@@ -43,7 +43,7 @@ def get_series(device_uuid):
 
 
 def series(device_uuid, filters, interval, zone, keep_empty):
-    """Return the buckets from the one holding the first matching date to the one holding the last."""
+    """Return the buckets from the one holding start (or the first match) to the one holding end (or the last)."""
     filters = {"device_uuid": device_uuid, **filters}
     first, last = filters["start"], filters["end"]
     if first is None or last is None:
