@@ -4,6 +4,7 @@ Each query makes one pass grouping the readings by (group, value), and the datab
 group's counts into one row, "value,count,value,count,...", so Python handles a row per bucket
 or device rather than one per (group, value) pair.
 """
+import functools
 import itertools
 import json
 
@@ -46,33 +47,59 @@ def fetch_span(filters):
     return first, last
 
 
-def _integer(number):
-    return sa.literal(number, sa.BigInteger())
+def bucket_number(run_count, column=Reading.date_created):
+    """Return SQL numbering the bucket each date falls in, over runs given as parameters.
 
-
-def bucket_number(runs, column=Reading.date_created):
-    """Return SQL numbering the bucket each date falls in, for runs of buckets as buckets.runs makes.
-
-    Arithmetic within a run, and a tree of CASEs finds the run in log2(runs) comparisons. The
-    dividend is never negative, where SQLite and PostgreSQL would round differently from Python.
+    Run i's first edge, first bucket number and width are the parameters start_i, first_i and
+    width_i (see run_parameters). Arithmetic within a run, and a tree of CASEs finds the run in
+    log2(runs) comparisons. The dividend is never negative, where SQLite and PostgreSQL would
+    round differently from Python.
     """
-    if len(runs) == 1:
-        (run,) = runs
-        return _integer(run.first) + (column - _integer(run.start)) // _integer(run.width)
-    middle = len(runs) // 2
-    later = column >= _integer(runs[middle].start)
-    return sa.case((later, bucket_number(runs[middle:], column)), else_=bucket_number(runs[:middle], column))
+
+    def number(low, high):
+        if high - low == 1:
+            return _parameter("first", low) + (column - _parameter("start", low)) // _parameter("width", low)
+        middle = (low + high) // 2
+        later = column >= _parameter("start", middle)
+        return sa.case((later, number(middle, high)), else_=number(low, middle))
+
+    return number(0, run_count)
 
 
-def fetch_bucket_histograms(filters, runs):
-    """Return {bucket number: histogram} over the matching readings, in one indexed pass."""
+def _parameter(name, index):
+    return sa.bindparam(f"{name}_{index}", type_=sa.BigInteger())
+
+
+def run_parameters(runs):
+    """Return the parameters of bucket_number for these runs."""
+    parameters = {}
+    for index, run in enumerate(runs):
+        parameters.update({f"start_{index}": run.start, f"first_{index}": run.first, f"width_{index}": run.width})
+    return parameters
+
+
+@functools.lru_cache(maxsize=256)
+def _bucket_query(run_count):
+    """Return the folded (bucket, value) query for a number of runs; every value is a parameter.
+
+    Built once per number of runs, so a request spends no time building and caching SQL.
+    """
+    bounds = (Reading.date_created >= _parameter("span", 0), Reading.date_created <= _parameter("span", 1))
     counts = (
-        matching(sa.select(bucket_number(runs).label("bucket"), Reading.value, _readings()), **filters)
+        sa.select(bucket_number(run_count).label("bucket"), Reading.value, _readings())
+        .where(Reading.device_uuid == sa.bindparam("device_uuid"), Reading.type == sa.bindparam("type"), *bounds)
         .where(Reading.value.is_not(None))
         .group_by(sa.literal_column("bucket"), Reading.value)
         .subquery()
     )
-    rows = db.session.connection().execute(_folded(counts, counts.c.bucket)).all()
+    return _folded(counts, counts.c.bucket)
+
+
+def fetch_bucket_histograms(filters, runs):
+    """Return {bucket number: histogram} over the readings from start to end, in one indexed pass."""
+    parameters = {"device_uuid": filters["device_uuid"], "type": filters["type"],
+                  "span_0": filters["start"], "span_1": filters["end"], **run_parameters(runs)}
+    rows = db.session.connection().execute(_bucket_query(len(runs)), parameters).all()
     return {bucket: parse_histogram(text) for bucket, text in rows}
 
 
