@@ -4,6 +4,7 @@ import json
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from marshmallow import ValidationError
 
+import aggregates
 import auth
 import metrics
 import openapi
@@ -26,7 +27,12 @@ bp = Blueprint("readings", __name__)
 
 ROLES = {"all": None, "ingest": "query", "query": "ingest"}  # role -> the kind of route it refuses
 WRITE_ENDPOINTS = {"readings.create_device_readings", "readings.create_readings"}
-READ_ENDPOINTS = {"readings.list_readings", "readings.get_metric"}
+READ_ENDPOINTS = {
+    "readings.list_readings",
+    "readings.get_metric",
+    "aggregates.get_series",
+    "aggregates.get_summary",
+}
 
 _reading_schema = ReadingSchema()
 _device_batch_schema = ReadingSchema(many=True)
@@ -116,7 +122,7 @@ def health():
     return {"status": "ok"}
 
 
-BLUEPRINTS = (bp, openapi.bp, tokens_cli.bp)
+BLUEPRINTS = (bp, aggregates.bp, openapi.bp, tokens_cli.bp)
 
 
 def create_app(test_config=None):

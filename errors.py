@@ -48,10 +48,15 @@ def handle_http_exception(error):
     return error_response(error.code, message, headers=headers)
 
 
+def invalid(field, message):
+    """Return a 422 error for one field whose message says what to do, to raise."""
+    return ValidationError({field: [message]}, summary=message)
+
+
 def handle_validation_error(error):
     """Return a schema violation as a 422 with the errors of each field."""
     errors = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    return error_response(422, DEFAULT_MESSAGES[422], errors=errors)
+    return error_response(422, error.kwargs.get("summary", DEFAULT_MESSAGES[422]), errors=errors)
 
 
 def handle_database_error(error):

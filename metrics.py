@@ -1,8 +1,12 @@
 """Reading statistics: pure functions over a value histogram, and the queries that feed them.
 
 A histogram is a list of (value, count) pairs in ascending value order with every count > 0.
-Values are bounded integers, so one GROUP BY over the filtered readings yields it exactly.
+Values are bounded integers, so one GROUP BY over the filtered readings yields it exactly (and
+histograms.py's GROUP BY (bucket, value) or (device, value) one per time bucket or per device).
 """
+import bisect
+import itertools
+import operator
 from fractions import Fraction
 
 import sqlalchemy as sa
@@ -10,18 +14,29 @@ import sqlalchemy as sa
 from models import READING_COLUMNS, Reading, arrival_order, db, matching
 
 METRICS = ("min", "max", "median", "mean", "mode", "quartiles")
+STATISTICS = ("min", "max", "mean", "median", "mode", "quartile_1", "quartile_3")
 
 
 def as_number(number):
     """Return a whole number as an int and any other number as a float."""
+    if isinstance(number, int):
+        return number
     if number == int(number):
         return int(number)
     return float(number)
 
 
+def exact_ratio(numerator, denominator):
+    """Return numerator / denominator exactly rounded: an int when whole, else the nearest float."""
+    if isinstance(numerator, int) and isinstance(denominator, int):
+        quotient, remainder = divmod(numerator, denominator)
+        return quotient if remainder == 0 else numerator / denominator  # int / int rounds correctly
+    return as_number(Fraction(numerator) / Fraction(denominator))
+
+
 def total(histogram):
     """Return how many readings the histogram counts."""
-    return sum(count for _, count in histogram)
+    return sum(map(operator.itemgetter(1), histogram))
 
 
 def locate(histogram, rank):
@@ -34,18 +49,37 @@ def locate(histogram, rank):
     raise IndexError(f"rank {rank} is beyond {seen} readings")
 
 
-def _middle(histogram, first, length):
-    """Return the median of the `length` sorted values starting at rank `first`."""
-    lower = locate(histogram, first + (length - 1) // 2)[0]
-    if length % 2:
-        return as_number(lower)
-    upper = locate(histogram, first + length // 2)[0]
-    return as_number((Fraction(lower) + Fraction(upper)) / 2)
+class _Ranks:
+    """A histogram's values and the running totals of their counts, to find any rank by bisection."""
+
+    __slots__ = ("values", "ends", "count")
+
+    def __init__(self, histogram):
+        self.values, counts = zip(*histogram)
+        self.ends = list(itertools.accumulate(counts))
+        self.count = self.ends[-1]
+
+    def value_at(self, rank):
+        """Return the value at a 0-based rank."""
+        return self.values[bisect.bisect_right(self.ends, rank)]
+
+    def middle(self, first, length):
+        """Return the median of the `length` sorted values starting at rank `first`."""
+        lower = self.value_at(first + (length - 1) // 2)
+        if length % 2:
+            return as_number(lower)
+        return exact_ratio(lower + self.value_at(first + length // 2), 2)
+
+    def hinges(self):
+        """Return Tukey's hinges: the medians of the lower and upper halves, the median in both when odd."""
+        half = (self.count + 1) // 2
+        return self.middle(0, half), self.middle(self.count - half, half)
 
 
 def median(histogram):
     """Return the median value; the mean of the two middle values for an even count."""
-    return _middle(histogram, 0, total(histogram))
+    ranks = _Ranks(histogram)
+    return ranks.middle(0, ranks.count)
 
 
 def median_rank(histogram):
@@ -58,19 +92,39 @@ def quartiles(histogram):
 
     For an odd count the median belongs to both halves.
     """
-    count = total(histogram)
-    half = (count + 1) // 2
-    return _middle(histogram, 0, half), _middle(histogram, count - half, half)
+    return _Ranks(histogram).hinges()
 
 
 def mean(histogram):
     """Return the arithmetic mean of the values, exactly rounded."""
+    whole = sum(itertools.starmap(operator.mul, histogram))
+    if isinstance(whole, int):
+        return exact_ratio(whole, total(histogram))
+    # Tables made by other tools may hold REAL values, whose sum was rounded at every step.
     return as_number(Fraction(sum(Fraction(value) * count for value, count in histogram), total(histogram)))
 
 
 def mode(histogram):
     """Return the most frequent value; the smallest such value on a tie."""
-    return as_number(min(histogram, key=lambda pair: (-pair[1], pair[0]))[0])
+    return as_number(max(histogram, key=operator.itemgetter(1))[0])  # max keeps the first, values ascend
+
+
+def describe(histogram):
+    """Return the count and every statistic of a histogram; each statistic None when it is empty."""
+    if not histogram:
+        return {"count": 0, **dict.fromkeys(STATISTICS)}
+    ranks = _Ranks(histogram)  # shared by the median and the hinges: describe runs once per bucket or device
+    quartile_1, quartile_3 = ranks.hinges()
+    return {
+        "count": ranks.count,
+        "min": as_number(ranks.values[0]),
+        "max": as_number(ranks.values[-1]),
+        "mean": mean(histogram),
+        "median": ranks.middle(0, ranks.count),
+        "mode": mode(histogram),
+        "quartile_1": quartile_1,
+        "quartile_3": quartile_3,
+    }
 
 
 def fetch_histogram(filters):

@@ -1,8 +1,12 @@
 """Marshmallow schemas: what a reading, a batch and a set of query filters must look like."""
+import functools
 import re
 import time
+import zoneinfo
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from buckets import Interval
 
 READING_TYPES = ("temperature", "humidity")
 DEVICE_UUID_PATTERN = r"\A[A-Za-z0-9_.:-]{1,64}\Z"
@@ -34,6 +38,46 @@ class QueryInteger(fields.Integer):
 
     def __init__(self, **kwargs):
         super().__init__(strict=True, error_messages={"invalid": "Must be an integer."}, **kwargs)
+
+
+class IntervalField(fields.Field):
+    """A bucket width: a positive integer of seconds, or a duration such as 90s, 5m, 1h, 1d or 1w."""
+
+    _duration = re.compile(r"\A([0-9]{1,20})([smhdw]?)\Z")
+    default_error_messages = {
+        "invalid": "Must be a positive integer of seconds or a duration such as 90s, 5m, 1h, 1d or 1w.",
+        "too_large": f"Must be at most {MAX_EPOCH_SECONDS} seconds.",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, int) and not isinstance(value, bool):
+            interval = Interval(value)
+        elif isinstance(value, str) and (match := self._duration.match(value)):
+            interval = Interval(int(match[1]), match[2])
+        else:
+            raise self.make_error("invalid")
+        if interval.amount < 1:
+            raise self.make_error("invalid")
+        if interval.seconds > MAX_EPOCH_SECONDS:
+            raise self.make_error("too_large")
+        return interval
+
+
+@functools.cache
+def _zone_names():
+    return frozenset(zoneinfo.available_timezones())
+
+
+class TimeZoneField(fields.String):
+    """An IANA time zone name, such as UTC or Europe/London, loaded as a ZoneInfo."""
+
+    default_error_messages = {"unknown": "Must be an IANA time zone name such as UTC or Europe/London."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        name = super()._deserialize(value, attr, data, **kwargs)
+        if name not in _zone_names():
+            raise self.make_error("unknown")
+        return zoneinfo.ZoneInfo(name)
 
 
 def load_device_uuid(value):
@@ -89,6 +133,26 @@ class MetricQuerySchema(ReadingFilterSchema):
     """Filters for a statistic, which is always over one reading type."""
 
     type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
+
+
+class SeriesQuerySchema(MetricQuerySchema):
+    """Filters and bucketing for a device's series: interval, time zone and how to fill gaps."""
+
+    interval = IntervalField(required=True)
+    tz = TimeZoneField(load_default=lambda: zoneinfo.ZoneInfo("UTC"))
+    fill = fields.String(load_default="null", allow_none=True, validate=validate.OneOf(("null", "none")))
+
+    @post_load
+    def _json_null_fills_too(self, data, **kwargs):
+        if data["fill"] is None:
+            data["fill"] = "null"
+        return data
+
+
+class SummaryQuerySchema(MetricQuerySchema):
+    """Filters for the fleet summary: one type, an optional time range and a number of devices."""
+
+    limit = QueryInteger(validate=validate.Range(1, 2**63 - 1, error="Must be a positive integer."))
 
 
 # What the API answers: these describe responses in the OpenAPI document (openapi.py).

@@ -192,3 +192,56 @@ class Server:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+FLEET_SCHEMA = "bench_fleet"  # on PostgreSQL the fleet gets a schema of its own in the same database
+
+
+def fleet_url(url):
+    """Return the URL of the fleet benchmark's database, beside the history's."""
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite":
+        return url.set(database=str(Path(url.database).with_name("fleet.db"))).render_as_string(hide_password=False)
+    options = f"-csearch_path={FLEET_SCHEMA}"
+    return url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+
+def fleet_rows(devices, per_device, seed):
+    """Yield `per_device` temperature readings for each of `devices` devices, over one year."""
+    rng = random.Random(seed)
+    step = YEAR // per_device
+    for device in range(devices):
+        for index in range(per_device):
+            yield f"bench-fleet-{device:05d}", "temperature", rng.randint(0, 100), HISTORY_START + index * step
+
+
+def generate_fleet(url, devices, per_device, seed=20240102):
+    """Recreate the fleet database with the app's create_app, bulk-load the fleet, then ANALYZE."""
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.database + suffix).unlink(missing_ok=True)
+    else:
+        database = Database(url.difference_update_query(["options"]))
+        database.query(f'CREATE SCHEMA IF NOT EXISTS "{FLEET_SCHEMA}"')
+        database.query(f'DROP TABLE IF EXISTS "{FLEET_SCHEMA}".readings')
+        database.close()
+    env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
+    subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"],
+                   cwd=REPO, env=env, check=True, timeout=300)
+    database = Database(url)
+    try:
+        rows = fleet_rows(devices, per_device, seed)
+        if database.is_postgres:
+            copy_sql = "COPY readings (device_uuid, type, value, date_created) FROM STDIN"
+            with database.connection.cursor().copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            database.query("VACUUM ANALYZE readings")
+        else:
+            database.query("BEGIN")
+            database.connection.executemany(INSERT, rows)
+            database.query("COMMIT")
+            database.query("ANALYZE")
+    finally:
+        database.close()

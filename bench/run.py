@@ -228,6 +228,92 @@ def bench_streaming(api):
                 "≤ 50 MB RSS growth", growth[pid] <= 50 * 1024 and whole)]
 
 
+FLEET_DEVICES = 10_000
+FLEET_READINGS = 50
+
+
+def raw_bucket_group_by(width, window):
+    """Return the covering-index GROUP BY bucket, value that a series needs, with its parameters."""
+    sql = f"SELECT date_created / {width} AS bucket, value, COUNT(*) FROM readings WHERE device_uuid = ? AND type = ?"
+    params = (fixtures.HISTORY_DEVICE, "temperature")
+    if window:
+        sql += " AND date_created BETWEEN ? AND ?"
+        params += window
+    return sql + " GROUP BY bucket, value", params
+
+
+def compare_with_raw(api, database, path, sql, params, requests):
+    """Time a GET and a raw query alternately; return the p50 of each in seconds."""
+    database.query(sql, params)  # warms the cache
+    load.timed_gets(api.port, path, 1)
+    app_times, raw_times = [], []
+    for _ in range(requests):
+        raw_times.append(timed_query(database, sql, params))
+        app_times += load.timed_gets(api.port, path, 1)
+    return statistics.median(app_times), statistics.median(raw_times)
+
+
+def bench_series(api, database, settings):
+    """Time the series over the whole year at 1-day buckets and over one day at 5-minute buckets."""
+    middle = fixtures.HISTORY_START + fixtures.YEAR // 2
+    cases = [  # label, query, raw bucket width, window, target
+        ("1 year at 1-day buckets, UTC", "interval=1d", DAY, None, "≤ 1.5× raw"),
+        ("1 year at 1-day buckets, Europe/London", "interval=1d&tz=Europe/London", DAY, None, ""),
+        ("1-day window at 5-minute buckets", f"interval=5m&start={middle}&end={middle + DAY}", 300,
+         (middle, middle + DAY), "≤ 10 ms p50"),
+    ]
+    rows = []
+    for label, query, width, window, target in cases:
+        note(f"series, {label}: {settings.metric_requests} requests")
+        sql, params = raw_bucket_group_by(width, window)
+        readings = sum(count for _, _, count in database.query(sql, params))
+        path = f"/devices/{fixtures.HISTORY_DEVICE}/readings/series/?type=temperature&{query}"
+        p50, raw = compare_with_raw(api, database, path, sql, params, settings.metric_requests)
+        measured = f"{ms(p50)} p50 · raw GROUP BY bucket, value {ms(raw)} · {p50 / raw:.2f}×"
+        ok = None if not target else (p50 <= 1.5 * raw if window is None else p50 <= 0.010)
+        rows.append(Row(f"Series: {label} ({readings:,} readings)", measured, target, ok))
+    return rows
+
+
+def bench_summary(url, workers, settings):
+    """Time the fleet summary against the raw GROUP BY device, value and watch a worker's RSS."""
+    fleet_url = fixtures.fleet_url(url)
+    total = FLEET_DEVICES * FLEET_READINGS
+    note(f"generating the fleet: {FLEET_DEVICES:,} devices × {FLEET_READINGS} readings")
+    fixtures.generate_fleet(fleet_url, FLEET_DEVICES, FLEET_READINGS)
+    os.sync()
+    database = fixtures.Database(fleet_url)
+    server = fixtures.Server("fleet-api", "app:app", workers, env={"DATABASE_URL": fleet_url})
+    try:
+        server.start()
+        path = "/devices/summary/?type=temperature"
+        load.timed_gets(server.port, path, 1)
+        note("streaming the summary")
+        fields = ("VmRSS", "RssAnon", "RssFile")
+        before = {pid: {field: fixtures.proc_status(pid, field) for field in fields} for pid in server.worker_pids()}
+        peak_reset = all(fixtures.reset_peak_rss(pid) for pid in before)
+        received, devices, seconds, complete = load.stream_get(server.port, path)
+        growth = {pid: fixtures.proc_status(pid, "VmHWM") - kb["VmRSS"] for pid, kb in before.items()}
+        note(f"summary of {FLEET_DEVICES:,} devices: {settings.metric_requests} requests")
+        sql = "SELECT device_uuid, value, COUNT(*) FROM readings WHERE type = ? GROUP BY device_uuid, value"
+        p50, raw = compare_with_raw(server, database, path, sql, ("temperature",), settings.metric_requests)
+    finally:
+        server.stop()
+        database.close()
+    pid = max(growth, key=growth.get)
+    caveat = "" if peak_reset else ", peak not reset: upper bound"
+    whole = complete and devices == FLEET_DEVICES
+    label = f"{FLEET_DEVICES:,} devices × {FLEET_READINGS} readings ({total:,})"
+    return [
+        Row(f"Summary: {label}", f"{ms(p50)} p50 · raw GROUP BY device_uuid, value {ms(raw)} · {p50 / raw:.2f}×",
+            "≤ 1.5× raw", p50 <= 1.5 * raw),
+        Row(f"Summary: streaming, {label}",
+            f"RSS +{growth[pid] / 1024:.1f} MB{caveat} · {devices:,} devices, {received / 1e6:.1f} MB in "
+            f"{seconds:.2f} s" + ("" if whole else " · INCOMPLETE"),
+            "≤ 50 MB RSS growth", growth[pid] <= 50 * 1024 and whole),
+    ]
+
+
 def render(rows, with_targets):
     """Return the rows as an aligned markdown table."""
     header = ["Benchmark", "Measured"] + (["Target", "Result"] if with_targets else [])
@@ -296,6 +382,8 @@ def main():
         rows += bench_batch(api, database, settings)
         rows += bench_metrics(api, database, settings)
         rows += bench_streaming(api)
+        rows += bench_series(api, database, settings)
+        rows += bench_summary(url, args.workers, settings)
     finally:
         for server in servers:
             server.stop()

@@ -35,6 +35,8 @@ EXAMPLES = {
     ("readings.list_readings", "GET"): Example("/devices/{device}/readings/"),
     ("readings.get_metric", "GET"): Example("/devices/{device}/readings/max/?type=temperature"),
     ("readings.health", "GET"): Example("/health"),
+    ("aggregates.get_series", "GET"): Example("/devices/{device}/readings/series/?type=temperature&interval=1h"),
+    ("aggregates.get_summary", "GET"): Example("/devices/summary/?type=temperature"),
     ("openapi.openapi_document", "GET"): Example("/openapi.json"),
     ("openapi.docs", "GET"): Example("/docs"),
     ("openapi.docs_asset", "GET"): Example("/docs/assets/swagger-ui.css"),

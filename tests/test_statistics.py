@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import metrics
+import oracles
 
 values_lists = st.lists(st.integers(0, 100), min_size=1, max_size=60)
 # Few distinct values, so that ties and repeated middles are common.
@@ -155,3 +156,16 @@ def test_statistics_examples(values, median, mean, mode):
     assert_number(metrics.median(counts), median)
     assert_number(metrics.mean(counts), mean)
     assert_number(metrics.mode(counts), mode)
+
+
+@given(st.lists(st.integers(0, 100), max_size=60))
+def test_describe_matches_statistics(values):
+    described = metrics.describe(histogram(values))
+    expected = oracles.describe(values)
+    assert described == expected
+    for key, value in expected.items():
+        assert type(described[key]) is type(value), key
+
+
+def test_describe_empty_histogram_is_count_zero_and_null_statistics():
+    assert metrics.describe([]) == {"count": 0, **dict.fromkeys(metrics.STATISTICS)}
