@@ -49,7 +49,7 @@ class Interval:
 
     @property
     def width(self):
-        """Return the width of a bucket in steps' base unit: local days or seconds."""
+        """Return the width of a bucket: in local days for days and weeks, in seconds otherwise."""
         return self.amount * self.step
 
     @property
