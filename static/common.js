@@ -76,7 +76,7 @@ function promptForToken(reason) {
       dialog.close();
       resolve(token);
     };
-    dialog.oncancel = () => reject(new ApiError(401, {message: "A read token is needed to show readings; " +
+    dialog.oncancel = () => reject(new ApiError(0, {message: "A read token is needed to show readings; " +
       "choose \u201cRead token\u201d at the top of the page to give one."}));
   });
 }
