@@ -13,13 +13,21 @@ const INTERVALS = [
   [4 * WEEK, "4w", "4 weeks"], [13 * WEEK, "13w", "13 weeks"], [52 * WEEK, "52w", "52 weeks"],
 ];
 
-/** The narrowest bucket width that cuts start..end into at most MAX_BUCKETS buckets. */
+/**
+ * The narrowest bucket width that cuts start..end into at most MAX_BUCKETS buckets: its label for the
+ * API, and its name as in "per hour" or "per 3 hours".
+ */
 export function chooseInterval(start, end) {
   for (const [seconds, label, name] of INTERVALS) {
     if (bucketCount(seconds, label, start, end) <= MAX_BUCKETS) return {seconds, label, name};
   }
-  const years = Math.ceil((end - start) / (52 * WEEK) / (MAX_BUCKETS - 2));
-  return {seconds: years * 52 * WEEK, label: `${years * 52}w`, name: `${years * 52} weeks`};
+  const weeks = 52 * Math.ceil((end - start) / (52 * WEEK) / (MAX_BUCKETS - 2));
+  return {seconds: weeks * WEEK, label: `${weeks}w`, name: `${weeks} weeks`};
+}
+
+/** The width of a bucket in words: "1 hour", "3 hours". */
+export function intervalWidth(interval) {
+  return /^[0-9]/.test(interval.name) ? interval.name : `1 ${interval.name}`;
 }
 
 function bucketCount(seconds, label, start, end) {
@@ -149,7 +157,7 @@ export function drawChart(container, series, interval) {
     grid.append(svg("line", {x1: margin.left, x2: width - margin.right, y1: f(y(tick)), y2: f(y(tick))}),
       svg("text", {x: margin.left - 8, y: f(y(tick)), class: "y-label"}, formatValue(tick)));
   }
-  const {ticks, unit} = timeTicks(first, last, Math.max(2, Math.floor(plot.width / 90)));
+  const {ticks, unit} = timeTicks(first, last, Math.max(2, Math.floor(plot.width / 75)));
   const axis = svg("g", {class: "x-axis"});
   axis.append(svg("line", {x1: margin.left, x2: width - margin.right, y1: margin.top + plot.height,
     y2: margin.top + plot.height, class: "baseline"}));

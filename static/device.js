@@ -5,7 +5,7 @@ import {
   TIME_ZONE, api, bindControls, failure, formatCount, formatTime, formatValue, onTokenChange, rangeBounds,
   rangeName, readSettings, setState, settingsQuery,
 } from "./common.js";
-import {chooseInterval, drawChart} from "./chart.js";
+import {chooseInterval, drawChart, intervalWidth} from "./chart.js";
 
 const device = document.body.dataset.device;
 const readings = `/devices/${encodeURIComponent(device)}/readings/`;
@@ -68,7 +68,7 @@ async function load() {
     showStatistics(Object.fromEntries(METRICS.map((metric, index) => [metric, statistics[index]])));
     const buckets = series.buckets.filter((bucket) => bucket.count > 0).length;
     setState("ready", `${formatCount(count)} ${settings.type} readings ${rangeName(settings, bounds)}, ` +
-      `in ${formatCount(buckets)} of ${formatCount(series.buckets.length)} buckets of ${interval.name}.`);
+      `in ${formatCount(buckets)} of ${formatCount(series.buckets.length)} buckets of ${intervalWidth(interval)}.`);
   } catch (error) {
     if (controller.signal.aborted) return;
     content.hidden = true;

@@ -2,7 +2,7 @@
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -17,6 +17,10 @@ TIME_ZONE = "America/New_York"  # the browser's zone: the page must send it to t
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "dashboard"
 TIMEOUT_MS = 30_000  # generous: the machine is shared, and the suite runs servers of its own alongside
 expect.set_options(timeout=TIMEOUT_MS)
+STATISTICS = ("min", "max", "median", "mean", "mode", "quartiles")
+# The bucket widths the page chooses from, narrowest first; it takes the first giving at most 500 buckets.
+INTERVALS = ["1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1d", "1w", "4w", "13w", "52w"]
+MAX_BUCKETS = 500
 # Chromium logs each answer of 400 or more as a console error; a test that expects some says which.
 FAILED_RESOURCE = re.compile(r"Failed to load resource: the server responded with a status of (\d{3})")
 
@@ -93,3 +97,45 @@ class WatchedPage:
         path = ARTIFACTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         return path
+
+
+def expected_interval(port, device, parameters):
+    """The narrowest of INTERVALS whose series, as the API cuts it, has at most MAX_BUCKETS buckets."""
+    for interval in INTERVALS:
+        status, body, _ = call(port, "GET", f"/devices/{quote(device, safe='')}/readings/series/?"
+                               + urlencode({**parameters, "interval": interval}))
+        if status == 200 and len(body["buckets"]) <= MAX_BUCKETS:
+            return interval
+    raise AssertionError("no interval fits")
+
+
+def runs(buckets):
+    """Count the runs of consecutive non-empty buckets: each is drawn as a line of its own."""
+    return sum(1 for index, bucket in enumerate(buckets) if bucket["count"] and (
+        index == 0 or not buckets[index - 1]["count"]))
+
+
+def assert_device_matches_api(watched, device):
+    """Assert the chart's points and the statistics are the API's for the page's type, range, interval and zone."""
+    page, view = watched.page, watched.page.locator("#view")
+    settings = {name: view.get_attribute(f"data-{name}") for name in ("type", "start", "end", "interval", "tz")}
+    assert settings["tz"] == TIME_ZONE
+    path = f"/devices/{quote(device, safe='')}/readings/"
+    bounds = {"type": settings["type"], "start": settings["start"], "end": settings["end"]}
+    assert settings["interval"] == expected_interval(watched.port, device, bounds)
+    series = api_get(watched.port, f"{path}series/", **settings)
+    filled = [bucket for bucket in series["buckets"] if bucket["count"]]
+    points = page.eval_on_selector_all("circle.point", "nodes => nodes.map(node => ({...node.dataset}))")
+    assert [{key: float(value) for key, value in point.items()} for point in points] == [
+        {key: bucket[key] for key in ("start", "end", "count", "mean", "min", "max")} for bucket in filled]
+    assert page.locator(".chart .mean path").count() + page.locator(".chart .band rect").count() == runs(
+        series["buckets"])
+    for metric in STATISTICS:
+        answer = api_get(watched.port, f"{path}{metric}/", **bounds)
+        shown = page.locator(f"#stat-{metric}")
+        if metric == "quartiles":
+            assert float(shown.get_attribute("data-quartile_1")) == answer["quartile_1"]
+            assert float(shown.get_attribute("data-quartile_3")) == answer["quartile_3"]
+        else:
+            assert float(shown.get_attribute("data-value")) == answer["value"]
+    return series

@@ -7,21 +7,17 @@ import datetime as dt
 import math
 import random
 import time
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
 
-from browsing import TIME_ZONE, WatchedPage, api_get, open_view, post_readings
+from browsing import TIME_ZONE, WatchedPage, api_get, assert_device_matches_api, open_view, post_readings
 from serving import ProductionServer, call, require_nginx
 
 HOUR, DAY = 3600, 86_400
 NOW = int(time.time())
-STATISTICS = ("min", "max", "median", "mean", "mode", "quartiles")
-# The bucket widths the page chooses from, narrowest first; it takes the first giving at most 500 buckets.
-INTERVALS = ["1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1d", "1w", "4w", "13w", "52w"]
-MAX_BUCKETS = 500
 LIVING_ROOM_GAP = (NOW - 3 * DAY - 12 * HOUR, NOW - 3 * DAY)  # no readings: the chart must show a gap
 
 
@@ -38,7 +34,8 @@ def seeded_readings():
     readings += [("kitchen:2", "temperature", rng.randint(15, 30), NOW - index * 1800) for index in range(480)]
     for device in ("garage", "attic.sensor_1"):  # as many readings each: the API orders them by name
         readings += [(device, "temperature", rng.randint(0, 40), NOW - index * 600) for index in range(120)]
-    readings += [("cellar", "temperature", rng.randint(8, 14), NOW - 2 * 365 * DAY + index * HOUR) for index in range(50)]
+    readings += [("cellar", "temperature", rng.randint(8, 14), NOW - 2 * 365 * DAY + index * HOUR)
+                 for index in range(50)]
     readings += [("bathroom", "humidity", rng.randint(40, 95), NOW - index * 2000) for index in range(200)]
     return [{"device_uuid": device, "type": kind, "value": min(max(value, 0), 100), "date_created": date}
             for device, kind, value, date in readings]
@@ -146,48 +143,6 @@ def test_fleet_link_opens_the_device_view(watched):
     expect(watched.page.locator("h1")).to_have_text("kitchen:2")
     assert_device_matches_api(watched, "kitchen:2")
     watched.assert_clean()
-
-
-def expected_interval(port, device, parameters):
-    """The narrowest of INTERVALS whose series, as the API cuts it, has at most MAX_BUCKETS buckets."""
-    for interval in INTERVALS:
-        status, body, _ = call(port, "GET", f"/devices/{quote(device, safe='')}/readings/series/?"
-                               + urlencode({**parameters, "interval": interval}))
-        if status == 200 and len(body["buckets"]) <= MAX_BUCKETS:
-            return interval
-    raise AssertionError("no interval fits")
-
-
-def runs(buckets):
-    """Count the runs of consecutive non-empty buckets: each is drawn as a line of its own."""
-    return sum(1 for index, bucket in enumerate(buckets) if bucket["count"] and (
-        index == 0 or not buckets[index - 1]["count"]))
-
-
-def assert_device_matches_api(watched, device):
-    """Assert the chart's points and the statistics are the API's for the page's type, range, interval and zone."""
-    page, view = watched.page, watched.page.locator("#view")
-    settings = {name: view.get_attribute(f"data-{name}") for name in ("type", "start", "end", "interval", "tz")}
-    assert settings["tz"] == TIME_ZONE
-    path = f"/devices/{quote(device, safe='')}/readings/"
-    bounds = {"type": settings["type"], "start": settings["start"], "end": settings["end"]}
-    assert settings["interval"] == expected_interval(watched.port, device, bounds)
-    series = api_get(watched.port, f"{path}series/", **settings)
-    filled = [bucket for bucket in series["buckets"] if bucket["count"]]
-    points = page.eval_on_selector_all("circle.point", "nodes => nodes.map(node => ({...node.dataset}))")
-    assert [{key: float(value) for key, value in point.items()} for point in points] == [
-        {key: bucket[key] for key in ("start", "end", "count", "mean", "min", "max")} for bucket in filled]
-    assert page.locator(".chart .mean path").count() + page.locator(".chart .band rect").count() == runs(
-        series["buckets"])
-    for metric in STATISTICS:
-        answer = api_get(watched.port, f"{path}{metric}/", **bounds)
-        shown = page.locator(f"#stat-{metric}")
-        if metric == "quartiles":
-            assert float(shown.get_attribute("data-quartile_1")) == answer["quartile_1"]
-            assert float(shown.get_attribute("data-quartile_3")) == answer["quartile_3"]
-        else:
-            assert float(shown.get_attribute("data-value")) == answer["value"]
-    return series
 
 
 def test_device_chart_and_statistics_match_the_api(watched):
