@@ -6,7 +6,6 @@ const TOKEN_KEY = "canary.readToken";
 export const TOKENS_MODE = page.auth === "tokens";
 // The API is asked for day and week buckets in this zone, and every time is shown in it.
 export const TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
-export const TYPES = ["temperature", "humidity"];
 export const RANGES = {
   day: {seconds: 86_400, name: "in the last 24 hours"},
   week: {seconds: 7 * 86_400, name: "in the last 7 days"},
@@ -71,7 +70,11 @@ function promptForToken(reason) {
     form.onsubmit = (event) => {
       event.preventDefault();
       const token = input.value.trim();
-      if (!token) return;
+      if (!/^[\x21-\x7e]+$/.test(token)) { // what an Authorization header can carry
+        document.getElementById("token-reason").textContent = "A token is one word of letters, digits and " +
+          "symbols, such as cnry_\u2026; check what was pasted.";
+        return;
+      }
       sessionStorage.setItem(TOKEN_KEY, token);
       dialog.close();
       resolve(token);
@@ -125,17 +128,18 @@ export async function api(path, parameters = {}, signal = undefined) {
   }
 }
 
-/** Read the view's settings from the URL: type, range, and for a custom range its bounds. */
-export function readSettings(ranges) {
+/**
+ * Read the view's settings from the URL: a type and a range among the page's choices, and for a
+ * custom range its two bounds (without both, the last 24 hours).
+ */
+export function readSettings() {
   const query = new URLSearchParams(location.search);
-  const type = TYPES.includes(query.get("type")) ? query.get("type") : TYPES[0];
-  const range = ranges.includes(query.get("range")) ? query.get("range") : "day";
-  const settings = {type, range};
-  if (range === "custom") {
-    settings.start = epochParameter(query.get("start"));
-    settings.end = epochParameter(query.get("end"));
-  }
-  return settings;
+  const choices = (id) => [...document.getElementById(id).options].map((option) => option.value);
+  const type = choices("type").includes(query.get("type")) ? query.get("type") : choices("type")[0];
+  const range = choices("range").includes(query.get("range")) ? query.get("range") : "day";
+  const [start, end] = [epochParameter(query.get("start")), epochParameter(query.get("end"))];
+  if (range !== "custom") return {type, range};
+  return start === null || end === null ? {type, range: "day"} : {type, range, start, end};
 }
 
 function epochParameter(text) {

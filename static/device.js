@@ -15,11 +15,11 @@ const chart = document.getElementById("chart");
 const content = document.getElementById("device-data");
 const fleetLink = document.getElementById("fleet-link");
 
-let settings = readSettings(["day", "week", "month", "year", "custom"]);
+let settings = readSettings();
 let shown = null; // the series and interval on the chart, redrawn when the page is resized
 let known = null; // whether the device has any reading at all, asked once
 let current = null; // the AbortController of the load in progress
-let painted = false;
+const marked = new Set(); // the paints already marked: only the first of each counts
 
 async function load() {
   current?.abort();
@@ -60,12 +60,13 @@ async function load() {
     document.getElementById("chart-title").textContent = `${capitalized(settings.type)}, per ${interval.name}`;
     document.getElementById("chart-caption").textContent = `Each ${interval.name}: the mean reading (line) and ` +
       `the lowest to the highest (band). Gaps have no readings. Times in ${TIME_ZONE}.`;
-    markFirstPaint();
+    markPaint("chart");
     clearStatistics();
     const statistics = await Promise.all(METRICS.map((metric) => api(`${readings}${metric}/`,
       {type: settings.type, start: bounds.start, end: bounds.end}, controller.signal)));
     if (controller.signal.aborted) return;
     showStatistics(Object.fromEntries(METRICS.map((metric, index) => [metric, statistics[index]])));
+    markPaint("statistics");
     const buckets = series.buckets.filter((bucket) => bucket.count > 0).length;
     setState("ready", `${formatCount(count)} ${settings.type} readings ${rangeName(settings, bounds)}, ` +
       `in ${formatCount(buckets)} of ${formatCount(series.buckets.length)} buckets of ${intervalWidth(interval)}.`);
@@ -82,11 +83,11 @@ function capitalized(text) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-/** Mark the first time the chart has been painted with data, to measure the page against its target. */
-function markFirstPaint() {
-  if (painted) return;
-  painted = true;
-  requestAnimationFrame(() => setTimeout(() => performance.mark("canary:chart-painted"), 0));
+/** Mark when the first chart with data, then its statistics, have been painted: the page's speed. */
+function markPaint(name) {
+  if (marked.has(name)) return;
+  marked.add(name);
+  requestAnimationFrame(() => setTimeout(() => performance.mark(`canary:${name}-painted`), 0));
 }
 
 function clearStatistics() {

@@ -13,7 +13,7 @@ const more = document.getElementById("fleet-more");
 const columns = [...table.tHead.rows[0].cells].map((cell) => cell.dataset.key);
 const query = new URLSearchParams(location.search);
 
-let settings = readSettings(["day", "week", "month", "year", "all", "custom"]);
+let settings = readSettings();
 let limit = readLimit(query.get("limit"));
 let rows = []; // in the API's order
 let sort = null; // {key, direction: 1 ascending or -1 descending}, or null for the API's order

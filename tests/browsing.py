@@ -91,11 +91,14 @@ class WatchedPage:
                       if not (match := FAILED_RESOURCE.search(text)) or int(match[1]) not in failed_statuses]
         assert unexpected == [], "the page logged errors"
 
-    def screenshot(self, name):
-        """Save the whole page as tests/artifacts/dashboard/<name>.png and return its path."""
+    def screenshot(self, name, window=False):
+        """Save the page's content (or the whole window, dialogs included) as tests/artifacts/dashboard/<name>.png."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        if window:
+            self.page.screenshot(path=str(path))
+        else:
+            self.page.locator("body").screenshot(path=str(path))
         return path
 
 

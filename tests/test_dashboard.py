@@ -182,6 +182,18 @@ def test_device_type_and_range_switches_update_chart_and_statistics(watched):
     watched.assert_clean()
 
 
+@pytest.mark.parametrize("query", ["range=custom", "range=custom&start=100", "range=custom&end=x&start=1",
+                                   "range=fortnight", "type=pressure&range=week"])
+def test_device_view_reads_what_it_can_of_its_address(watched, query):
+    open_view(watched, f"/dashboard/devices/living-room/?{query}")
+    view = watched.page.locator("#view")
+    expected = {"type": "temperature", "range": "week" if "week" in query else "day"}
+    assert {name: view.get_attribute(f"data-{name}") for name in expected} == expected
+    assert watched.page.url.endswith(f"?type={expected['type']}&range={expected['range']}")
+    assert_device_matches_api(watched, "living-room")
+    watched.assert_clean()
+
+
 def test_device_range_without_readings_says_so(watched):
     open_view(watched, "/dashboard/devices/cellar/?range=day", state="empty")
     expect(watched.page.locator("#state")).to_contain_text("No temperature readings in the last 24 hours")

@@ -71,7 +71,7 @@ def test_page_asks_for_a_read_token_and_sends_it_with_every_call(watched, server
     page.goto(f"http://127.0.0.1:{server.port}/dashboard/?range=day")
     expect(page.locator("#token-dialog")).to_be_visible()
     assert watched.api_requests() == []  # nothing is asked of the API before there is a token
-    watched.screenshot("token-prompt")
+    watched.screenshot("token-prompt", window=True)
     enter_token(page, UNKNOWN_TOKEN, "needs a read token")
     enter_token(page, issue(server, "read"), INVALID)  # the API's 401 message
     expect(page.locator("#state")).to_have_attribute("data-state", "ready")
@@ -122,6 +122,9 @@ def test_refused_prompt_leaves_a_way_to_give_a_token(watched, server):
     expect(watched.page.locator("#state")).to_have_attribute("data-state", "error")
     expect(watched.page.locator("#state")).to_contain_text("A read token is needed")
     watched.page.click("#token-change")
-    enter_token(watched.page, issue(server, "read"), "Enter a read token")
+    enter_token(watched.page, "cnry_pasted with spaces", "Enter a read token")
+    enter_token(watched.page, issue(server, "read"), "check what was pasted")  # refused before any request
     expect(watched.page.locator("#state")).to_have_attribute("data-state", "ready")
+    assert {authorization for _, authorization in watched.api_requests()} == {
+        f"Bearer {watched.page.evaluate('sessionStorage.getItem(`canary.readToken`)')}"}
     watched.assert_clean()

@@ -62,13 +62,14 @@ def server(tmp_path_factory):
 
 
 def test_year_chart_is_right_and_its_first_paint_is_reported(browser, server, request):
-    painted = []
+    painted = {"chart": [], "statistics": []}
     for load in range(LOADS):
         watched = WatchedPage(browser.new_page(), server.port)
         try:
             open_view(watched, f"/dashboard/devices/{DEVICE}/?range=year")
-            painted.append(watched.page.evaluate(
-                "performance.getEntriesByName('canary:chart-painted').map(entry => entry.startTime)")[0])
+            for name, times in painted.items():
+                times += watched.page.evaluate(f"performance.getEntriesByName('canary:{name}-painted')"
+                                               ".map(entry => entry.startTime)")
             if load == 0:
                 series = assert_device_matches_api(watched, DEVICE)
                 assert sum(bucket["count"] for bucket in series["buckets"]) == READINGS
@@ -76,9 +77,11 @@ def test_year_chart_is_right_and_its_first_paint_is_reported(browser, server, re
             watched.assert_clean()
         finally:
             watched.page.close()
-    line = (f"Dashboard first paint of a device chart over 1 year ({READINGS:,} readings, "
-            f"{len(series['buckets'])} buckets of {series['interval']}, SQLite, serve.py): "
-            f"{' ms, '.join(f'{ms:.0f}' for ms in painted)} ms; median {statistics.median(painted):.0f} ms "
-            "from navigation start (target <= 1 s)")
+    assert [len(times) for times in painted.values()] == [LOADS, LOADS]
+    line = (f"Dashboard, device view over 1 year ({READINGS:,} readings, {len(series['buckets'])} buckets of "
+            f"{series['interval']}, SQLite, serve.py), ms from navigation start in {LOADS} loads: chart first "
+            f"painted {', '.join(f'{ms:.0f}' for ms in painted['chart'])} (median "
+            f"{statistics.median(painted['chart']):.0f}; target <= 1 s), statistics "
+            f"{', '.join(f'{ms:.0f}' for ms in painted['statistics'])}")
     print(line)
     request.node.user_properties.append(("dashboard", line))
