@@ -29,7 +29,8 @@ async function load() {
   current?.abort();
   const controller = current = new AbortController();
   const bounds = rangeBounds(settings);
-  history.replaceState(null, "", settingsQuery(settings) + (limit === SHOWN_DEVICES ? "" : `&limit=${limit || "all"}`));
+  const shown = limit === SHOWN_DEVICES ? "" : `&limit=${limit || "all"}`;
+  history.replaceState(null, "", settingsQuery(settings) + shown);
   Object.assign(content.dataset, {type: settings.type, range: settings.range, start: bounds.start ?? "",
     end: bounds.end ?? ""});
   content.classList.add("loading");
