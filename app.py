@@ -6,6 +6,7 @@ from marshmallow import ValidationError
 
 import aggregates
 import auth
+import dashboard
 import metrics
 import openapi
 import tokens_cli
@@ -122,7 +123,7 @@ def health():
     return {"status": "ok"}
 
 
-BLUEPRINTS = (bp, aggregates.bp, openapi.bp, tokens_cli.bp)
+BLUEPRINTS = (bp, aggregates.bp, openapi.bp, tokens_cli.bp, dashboard.bp)
 
 
 def create_app(test_config=None):

@@ -104,6 +104,13 @@ OPERATIONS = {
         responses={200: ("A file of the docs page.", {"type": "string"}, *DOCS_ASSETS.values()),
                    206: ("The bytes the Range header asked for.", {"type": "string"}, *DOCS_ASSETS.values()),
                    304: ("Unchanged since the ETag or date the request names.", None)}),
+    "dashboard.fleet": Operation(
+        database=False, responses={200: ("The dashboard's fleet view: a page whose script reads the summary route.",
+                                         {"type": "string"}, "text/html")}),
+    "dashboard.device": Operation(
+        database=False, errors={422: "The device id breaks the schema."},
+        responses={200: ("The dashboard's view of a device, known or not: a page whose script reads the series and "
+                         "statistics routes.", {"type": "string"}, "text/html")}),
 }
 
 PATH_PARAMETERS = {

@@ -122,8 +122,22 @@ def production(tmp_path):
         server.close()
 
 
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Debian Chromium per test module, on a fresh profile; skipped (or failed) without it."""
+    from playwright.sync_api import sync_playwright
+
+    from browsing import launch, require_browser
+
+    require_browser()
+    with sync_playwright() as playwright:
+        context = launch(playwright, tmp_path_factory.mktemp("chromium-profile"))
+        yield context
+        context.close()
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Print how many requests the OpenAPI fuzzing (test_fuzzing.py) generated on each backend."""
+    """Print how many requests the OpenAPI fuzzing generated on each backend, and the dashboard's figures."""
     cases, operations = {}, {}
     for reports in terminalreporter.stats.values():
         for report in reports:
@@ -137,3 +151,12 @@ def pytest_terminal_summary(terminalreporter):
         per_backend = ", ".join(f"{count:,} on {backend} ({operations[backend]} operations)"
                                 for backend, count in sorted(cases.items()))
         terminalreporter.write_line(f"OpenAPI fuzzing: {sum(cases.values()):,} generated cases: {per_backend}")
+    for line in _reported(terminalreporter, "dashboard"):
+        terminalreporter.write_line(line)
+
+
+def _reported(terminalreporter, name):
+    """Yield the lines that passing tests reported under a user property name."""
+    for report in terminalreporter.stats.get("passed", []):
+        if getattr(report, "when", None) == "call":
+            yield from (value for key, value in report.user_properties if key == name)

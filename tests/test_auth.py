@@ -40,7 +40,10 @@ EXAMPLES = {
     ("openapi.openapi_document", "GET"): Example("/openapi.json"),
     ("openapi.docs", "GET"): Example("/docs"),
     ("openapi.docs_asset", "GET"): Example("/docs/assets/swagger-ui.css"),
-    ("static", "GET"): Example("/static/absent.txt", status=404),  # Flask's own route; there are no static files
+    ("dashboard.fleet", "GET"): Example("/dashboard/"),
+    ("dashboard.device", "GET"): Example("/dashboard/devices/{device}/"),
+    ("dashboard.static", "GET"): Example("/dashboard/static/dashboard.css"),
+    ("static", "GET"): Example("/static/absent.txt", status=404),  # Flask's own route; the file is absent
 }
 
 # Which credentials each rule lets through in tokens mode; every credential passes in open mode.
