@@ -128,7 +128,7 @@ BLUEPRINTS = (bp, aggregates.bp, openapi.bp, tokens_cli.bp, dashboard.bp)
 
 def create_app(test_config=None):
     """Create the application, choosing its configuration from the environment."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the dashboard serves its own files, under /dashboard/
     app.config.from_object(select_config())
     app.config.update(environment_overrides())
     if test_config:

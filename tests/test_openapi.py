@@ -12,7 +12,6 @@ from auth import PUBLIC
 
 # Routes the document leaves out, each with its reason.
 UNDOCUMENTED_ENDPOINTS = {
-    "static": "Flask's own static-file route, which serves the dashboard page's files too: not part of the API",
     "dashboard.static": "the dashboard page's own scripts, styles and icon: files of the page, not of the API",
 }
 # Methods the document leaves out on every path: Flask answers them for every route by itself.
