@@ -70,17 +70,21 @@ def _batch(schema, config):
     return {"type": "array", "items": schema, "minItems": 1, "maxItems": config["MAX_BATCH"]}
 
 
+# Refused before the body is parsed, on every route that reads one (parsing.py).
+JSON_VALUES_413 = "holds more places where a JSON value can start ('[', '{' or ',') than 8 per reading of a full batch"
 _WRITE_ERRORS = {400: "The body is empty or not valid JSON.",
                  404: f"Only {ROLE_404}.",
-                 413: "The body is over its byte limit, or the batch is over MAX_BATCH readings.",
+                 413: "The body is over its byte limit (MAX_CONTENT_LENGTH; MAX_BATCH_CONTENT_LENGTH for "
+                      f"POST /readings/), or {JSON_VALUES_413}, or the batch is over MAX_BATCH readings.",
                  422: "The body or the device id breaks the schema; nothing is stored."}
 _READ_ERRORS = {400: "The filter body is not valid JSON.",
                 404: f"Only {ROLE_404}.",
-                413: "The filter body is over MAX_CONTENT_LENGTH.",
-                422: "A filter or the device id breaks the schema, or start is after end."}
-_SERIES_422 = ("A filter or the device id breaks the schema, start is after end, the span needs more than 1,000 "
-               "buckets (the message names the smallest interval of the same unit that fits), or day or week "
-               "buckets would leave the years 1 to 9999.")
+                413: f"The filter body is over MAX_CONTENT_LENGTH, or {JSON_VALUES_413}.",
+                422: "A filter or the device id breaks the schema, the filter body is not a JSON object, "
+                     "or start is after end."}
+_SERIES_422 = ("A filter or the device id breaks the schema, the filter body is not a JSON object, start is after "
+               "end, the span needs more than 1,000 buckets (the message names the smallest interval of the same "
+               "unit that fits), or day or week buckets would leave the years 1 to 9999.")
 SERIES_DESCRIPTION = """Buckets are half-open, [start, end) in epoch seconds. Fixed widths (seconds, s, m, h)
 start at whole multiples of the width since the Unix epoch in every zone, and tz is only echoed. Days and
 weeks (d, w) follow the calendar of tz: each bucket starts at local midnight, buckets of n days are aligned
@@ -121,7 +125,9 @@ OPERATIONS = {
                          {"type": "array", "items": DeviceSummarySchema})},
         description="Statistics are defined as for the statistics routes; type is required."),
     "readings.health": Operation(
-        responses={200: ("The database answered a trivial query.", HealthSchema)}),
+        responses={200: ("The readings table answered a one-row query.", HealthSchema)},
+        description="Also served at /health/. It answers 200 only when a query reading at most one row of the "
+                    "readings table succeeds, and 503 otherwise: point load-balancer health checks at it."),
     "openapi.openapi_document": Operation(
         database=False, responses={200: ("This document.", {"type": "object"})}),
     "openapi.docs": Operation(
@@ -150,9 +156,13 @@ an Allow header (components/responses/MethodNotAllowed). A refused request store
 Every error has one shape: code (the HTTP status), status (its reason phrase), message (what to do),
 and, on a 422, errors: for each field or batch index, the list of what is wrong with it.
 
-When the server runs with CANARY_AUTH=tokens, every route but the public ones (health, this document
-and its docs page) needs a bearer token, and answers 401 without a valid one and 403 when the token's
-kind may not call it. With CANARY_AUTH=open, the default, no token is needed."""
+When the server runs in tokens mode (setting AUTH, environment CANARY_AUTH=tokens; the production
+default), every route but the public ones (health, this document and its docs page) needs a bearer
+token, and answers 401 without a valid one and 403 when the token's kind may not call it. The token is
+checked before the body is read, so those come before any 400, 413 or 422. In open mode
+(CANARY_AUTH=open; the development and testing default) no token is needed.
+
+Every route that touches the database answers 503 with Retry-After when the database cannot serve."""
 
 
 def _error(description, headers=None):
@@ -168,7 +178,9 @@ TOKENS_ERRORS = {
     401: "Only with CANARY_AUTH=tokens: the bearer token is missing or not valid (WWW-Authenticate: Bearer).",
     403: "Only with CANARY_AUTH=tokens: the token's kind may not call this route.",
 }
-DATABASE_ERROR = "The database is unreachable or failed; try again later."
+DATABASE_ERROR = ("The database cannot serve: unreachable, locked beyond the busy timeout or its storage full "
+                  "(Retry-After: 5), or its tables had gone and are being created again (Retry-After: 1). "
+                  "Nothing was stored; send the request again after Retry-After seconds.")
 
 
 def openapi_path(rule):

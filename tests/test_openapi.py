@@ -205,6 +205,16 @@ def test_interval_pattern_agrees_with_the_api_on_any_amount(text):
     assert bool(re.fullmatch(interval_text_pattern(), text)) == api_accepts(text)
 
 
+def test_health_and_database_failures_are_described(document):
+    health = document["paths"]["/health"]["get"]
+    assert "/health/" in health["description"] and "one-row query" in health["responses"]["200"]["description"]
+    assert "503" in document["info"]["description"] and "Retry-After" in document["info"]["description"]
+    assert "before the body is read" in document["info"]["description"]
+    for path, method, operation in operations(document):
+        if "requestBody" in operation:
+            assert "JSON value" in operation["responses"]["413"]["description"], (method, path)
+
+
 class AssetLinks(HTMLParser):
     """Collect the URLs a page loads: src and href attributes."""
 
