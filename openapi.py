@@ -13,19 +13,24 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify, render_template_string, send_from_directory
 
 import metrics
+import openapi_fields
 from auth import PUBLIC, access
 from schemas import (
     CountSchema,
     DeviceReadingSchema,
+    DeviceSummarySchema,
     ErrorSchema,
     HealthSchema,
     ListingQuerySchema,
     MetricQuerySchema,
     QuartilesSchema,
     ReadingSchema,
+    SeriesQuerySchema,
+    SeriesSchema,
     StatisticReadingSchema,
     StatisticValueSchema,
     StoredReadingSchema,
+    SummaryQuerySchema,
 )
 
 bp = Blueprint("openapi", __name__)
@@ -65,13 +70,30 @@ def _batch(schema, config):
     return {"type": "array", "items": schema, "minItems": 1, "maxItems": config["MAX_BATCH"]}
 
 
+# Refused before the body is parsed, on every route that reads one (parsing.py).
+JSON_VALUES_413 = "holds more places where a JSON value can start ('[', '{' or ',') than 8 per reading of a full batch"
 _WRITE_ERRORS = {400: "The body is empty or not valid JSON.",
                  404: f"Only {ROLE_404}.",
-                 413: "The body is over its byte limit, or the batch is over MAX_BATCH readings.",
+                 413: "The body is over its byte limit (MAX_CONTENT_LENGTH; MAX_BATCH_CONTENT_LENGTH for "
+                      f"POST /readings/), or {JSON_VALUES_413}, or the batch is over MAX_BATCH readings.",
                  422: "The body or the device id breaks the schema; nothing is stored."}
 _READ_ERRORS = {400: "The filter body is not valid JSON.",
-                413: "The filter body is over MAX_CONTENT_LENGTH.",
-                422: "A filter or the device id breaks the schema, or start is after end."}
+                404: f"Only {ROLE_404}.",
+                413: f"The filter body is over MAX_CONTENT_LENGTH, or {JSON_VALUES_413}.",
+                422: "A filter or the device id breaks the schema, the filter body is not a JSON object, "
+                     "or start is after end."}
+_SERIES_422 = ("A filter or the device id breaks the schema, the filter body is not a JSON object, start is after "
+               "end, the span needs more than 1,000 buckets (the message names the smallest interval of the same "
+               "unit that fits), or day or week buckets would leave the years 1 to 9999.")
+SERIES_DESCRIPTION = """Buckets are half-open, [start, end) in epoch seconds. Fixed widths (seconds, s, m, h)
+start at whole multiples of the width since the Unix epoch in every zone, and tz is only echoed. Days and
+weeks (d, w) follow the calendar of tz: each bucket starts at local midnight, buckets of n days are aligned
+to multiples of n local days from Monday 1969-12-29, and of n weeks to multiples of 7n days, so weeks start
+on Mondays.
+
+The span runs from the bucket holding start (or the first matching reading) to the one holding end (or the
+last); only readings from start to end are counted. With no matching reading and a bound missing, buckets
+is []. At most 1,000 buckets, counted before fill=none leaves any out."""
 
 OPERATIONS = {
     "readings.create_device_readings": Operation(
@@ -85,7 +107,7 @@ OPERATIONS = {
         responses={201: ("How many readings were stored.", CountSchema)},
         description="Each reading names its own device_uuid. All or nothing, like a device batch."),
     "readings.list_readings": Operation(
-        filters=ListingQuerySchema, errors={**_READ_ERRORS, 404: f"Only {ROLE_404}."},
+        filters=ListingQuerySchema, errors=_READ_ERRORS,
         responses={200: ("The matching readings ordered by date_created, [] when none match.",
                          {"type": "array", "items": StoredReadingSchema})}),
     "readings.get_metric": Operation(
@@ -93,8 +115,19 @@ OPERATIONS = {
         errors={**_READ_ERRORS, 404: f"No reading matches, or the metric is unknown, or {ROLE_404}."},
         responses={200: ("min, max and median: a reading; mean and mode: {value}; quartiles: both hinges.",
                          {"oneOf": [StatisticReadingSchema, StatisticValueSchema, QuartilesSchema]})}),
+    "aggregates.get_series": Operation(
+        filters=SeriesQuerySchema, errors={**_READ_ERRORS, 422: _SERIES_422}, description=SERIES_DESCRIPTION,
+        responses={200: ("The device, type, interval and zone, and the buckets in time order.", SeriesSchema)}),
+    "aggregates.get_summary": Operation(
+        filters=SummaryQuerySchema, errors=_READ_ERRORS,
+        responses={200: ("A row per device with at least one matching reading, most readings first, then by "
+                         "device_uuid in code point order; [] when none match.",
+                         {"type": "array", "items": DeviceSummarySchema})},
+        description="Statistics are defined as for the statistics routes; type is required."),
     "readings.health": Operation(
-        responses={200: ("The database answered a trivial query.", HealthSchema)}),
+        responses={200: ("The readings table answered a one-row query.", HealthSchema)},
+        description="Also served at /health/. It answers 200 only when a query reading at most one row of the "
+                    "readings table succeeds, and 503 otherwise: point load-balancer health checks at it."),
     "openapi.openapi_document": Operation(
         database=False, responses={200: ("This document.", {"type": "object"})}),
     "openapi.docs": Operation(
@@ -130,9 +163,13 @@ an Allow header (components/responses/MethodNotAllowed). A refused request store
 Every error has one shape: code (the HTTP status), status (its reason phrase), message (what to do),
 and, on a 422, errors: for each field or batch index, the list of what is wrong with it.
 
-When the server runs with CANARY_AUTH=tokens, every route but the public ones (health, this document
-and its docs page) needs a bearer token, and answers 401 without a valid one and 403 when the token's
-kind may not call it. With CANARY_AUTH=open, the default, no token is needed."""
+When the server runs in tokens mode (setting AUTH, environment CANARY_AUTH=tokens; the production
+default), every route but the public ones (health, this document and its docs page) needs a bearer
+token, and answers 401 without a valid one and 403 when the token's kind may not call it. The token is
+checked before the body is read, so those come before any 400, 413 or 422. In open mode
+(CANARY_AUTH=open; the development and testing default) no token is needed.
+
+Every route that touches the database answers 503 with Retry-After when the database cannot serve."""
 
 
 def _error(description, headers=None):
@@ -148,7 +185,9 @@ TOKENS_ERRORS = {
     401: "Only with CANARY_AUTH=tokens: the bearer token is missing or not valid (WWW-Authenticate: Bearer).",
     403: "Only with CANARY_AUTH=tokens: the token's kind may not call this route.",
 }
-DATABASE_ERROR = "The database is unreachable or failed; try again later."
+DATABASE_ERROR = ("The database cannot serve: unreachable, locked beyond the busy timeout or its storage full "
+                  "(Retry-After: 5), or its tables had gone and are being created again (Retry-After: 1). "
+                  "Nothing was stored; send the request again after Retry-After seconds.")
 
 
 def openapi_path(rule):
@@ -156,20 +195,12 @@ def openapi_path(rule):
     return re.sub(r"<(?:[^<>]*:)?(\w+)>", r"{\1}", rule.rule)
 
 
-def _ecma_pattern(self, field, ret, **kwargs):
-    """Write Python's \\A...\\Z anchors as the ^...$ that JSON Schema's ECMA-262 patterns use."""
-    pattern = ret.get("pattern")
-    if pattern and pattern.startswith(r"\A") and pattern.endswith(r"\Z"):
-        return {"pattern": "^" + pattern[2:-2] + "$"}
-    return {}
-
-
 def build_document(app):
     """Return the OpenAPI document of every described route the app serves."""
     marshmallow = MarshmallowPlugin()
     spec = APISpec(title="Canary readings API", version="1", openapi_version="3.0.3", plugins=[marshmallow],
                    info={"description": DESCRIPTION})
-    marshmallow.converter.add_attribute_function(_ecma_pattern)
+    openapi_fields.register(spec, marshmallow)
     spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer",
         "description": "A device, ingest or read token; needed only when the server runs with CANARY_AUTH=tokens."})
@@ -181,7 +212,8 @@ def build_document(app):
             continue
         view = app.view_functions[rule.endpoint]
         for method in sorted(rule.methods - AUTOMATIC_METHODS):
-            spec.path(openapi_path(rule), operations={method.lower(): _operation(app, rule, view, operation)},
+            spec.path(openapi_path(rule),
+                      operations={method.lower(): _operation(app, marshmallow, rule, view, operation)},
                       parameters=[{"in": "path", "name": name, "required": True, **_path_parameter(marshmallow, name)}
                                   for name in sorted(rule.arguments)])
     return spec.to_dict()
@@ -194,7 +226,7 @@ def _path_parameter(marshmallow, name):
     return parameter
 
 
-def _operation(app, rule, view, operation):
+def _operation(app, marshmallow, rule, view, operation):
     summary, _, details = (view.__doc__ or "").strip().partition("\n")
     result = {"operationId": rule.endpoint, "tags": [rule.endpoint.partition(".")[0]], "summary": summary,
               "description": operation.description or details.strip(), "responses": {}}
@@ -214,7 +246,9 @@ def _operation(app, rule, view, operation):
     for status, description in sorted(errors.items()):
         result["responses"][status] = _error(description, _RETRY_AFTER if status == 503 else None)
     if operation.filters is not None:
-        result["parameters"] = [{"in": "query", "schema": operation.filters}]
+        result["parameters"] = [
+            {**parameter, "schema": openapi_fields.as_query_text(parameter["schema"])}
+            for parameter in marshmallow.converter.schema2parameters(operation.filters, location="query")]
         result["requestBody"] = {"required": False, "description": FILTERS_BODY, "content": {
             "application/json": {"schema": operation.filters(partial=True)}}}
     if operation.body is not None:

@@ -43,7 +43,8 @@ class QueryInteger(fields.Integer):
 class IntervalField(fields.Field):
     """A bucket width: a positive integer of seconds, or a duration such as 90s, 5m, 1h, 1d or 1w."""
 
-    _duration = re.compile(r"\A([0-9]{1,20})([smhdw]?)\Z")
+    DIGITS = 20
+    _duration = re.compile(rf"\A([0-9]{{1,{DIGITS}}})([smhdw]?)\Z")
     default_error_messages = {
         "invalid": "Must be a positive integer of seconds or a duration such as 90s, 5m, 1h, 1d or 1w.",
         "too_large": f"Must be at most {MAX_EPOCH_SECONDS} seconds.",
@@ -138,9 +139,14 @@ class MetricQuerySchema(ReadingFilterSchema):
 class SeriesQuerySchema(MetricQuerySchema):
     """Filters and bucketing for a device's series: interval, time zone and how to fill gaps."""
 
-    interval = IntervalField(required=True)
-    tz = TimeZoneField(load_default=lambda: zoneinfo.ZoneInfo("UTC"))
-    fill = fields.String(load_default="null", allow_none=True, validate=validate.OneOf(("null", "none")))
+    interval = IntervalField(required=True, metadata={
+        "description": "The bucket width: seconds, or an amount of s, m, h, d (local days) or w (local weeks) "
+                       "up to 2^63-1 seconds, such as 90s, 5m, 1h, 1d or 2w."})
+    tz = TimeZoneField(load_default=lambda: zoneinfo.ZoneInfo("UTC"), metadata={
+        "default": "UTC", "description": "The IANA time zone whose calendar day and week buckets follow."})
+    fill = fields.String(load_default="null", allow_none=True, validate=validate.OneOf(("null", "none")),
+                         metadata={"description": "null (or a JSON null): list empty buckets with count 0 and "
+                                                  "null statistics; none: leave them out."})
 
     @post_load
     def _json_null_fills_too(self, data, **kwargs):
@@ -152,7 +158,8 @@ class SeriesQuerySchema(MetricQuerySchema):
 class SummaryQuerySchema(MetricQuerySchema):
     """Filters for the fleet summary: one type, an optional time range and a number of devices."""
 
-    limit = QueryInteger(validate=validate.Range(1, 2**63 - 1, error="Must be a positive integer."))
+    limit = QueryInteger(validate=validate.Range(1, 2**63 - 1, error="Must be a positive integer."),
+                         metadata={"description": "The most devices to return."})
 
 
 # What the API answers: these describe responses in the OpenAPI document (openapi.py).
@@ -184,6 +191,51 @@ class QuartilesSchema(Schema):
 
     quartile_1 = fields.Float(required=True, validate=validate.Range(0, 100))
     quartile_3 = fields.Float(required=True, validate=validate.Range(0, 100))
+
+
+def _statistic(**kwargs):
+    return fields.Float(required=True, validate=validate.Range(0, 100), **kwargs)
+
+
+class BucketSchema(Schema):
+    """One bucket of a series, [start, end) in epoch seconds: its count and statistics, null when empty."""
+
+    start = fields.Integer(required=True, metadata={"description": "The bucket's first second (inclusive)."})
+    end = fields.Integer(required=True, metadata={"description": "The next bucket's start (exclusive)."})
+    count = fields.Integer(required=True, validate=validate.Range(0),
+                           metadata={"description": "How many readings it holds; 0 for an empty bucket."})
+    min = _statistic(allow_none=True)
+    max = _statistic(allow_none=True)
+    mean = _statistic(allow_none=True)
+    median = _statistic(allow_none=True)
+    mode = _statistic(allow_none=True)
+    quartile_1 = _statistic(allow_none=True)
+    quartile_3 = _statistic(allow_none=True)
+
+
+class SeriesSchema(Schema):
+    """A device's readings of one type in time buckets, in time order."""
+
+    device_uuid = fields.String(required=True, validate=_device_uuid)
+    type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
+    interval = fields.Raw(required=True, metadata={
+        "description": "Seconds for a fixed width; the duration, such as 1d or 2w, for days and weeks.",
+        "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_EPOCH_SECONDS},
+                  {"type": "string", "pattern": "^[1-9][0-9]*[dw]$"}]})
+    tz = TimeZoneField(required=True)
+    buckets = fields.List(fields.Nested(BucketSchema), required=True)
+
+
+class DeviceSummarySchema(Schema):
+    """One device's row of the fleet summary."""
+
+    device_uuid = fields.String(required=True, validate=_device_uuid)
+    number_of_readings = fields.Integer(required=True, validate=validate.Range(1))
+    max_reading_value = _statistic()
+    median_reading_value = _statistic()
+    mean_reading_value = _statistic()
+    quartile_1_value = _statistic()
+    quartile_3_value = _statistic()
 
 
 class CountSchema(Schema):

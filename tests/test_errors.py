@@ -183,10 +183,11 @@ HOSTILE_BODIES = {
 
 
 @pytest.mark.parametrize("raw", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES)
-@pytest.mark.parametrize("path", ["/devices/dev-1/readings/", "/readings/", "/devices/dev-1/readings/mean/"])
+@pytest.mark.parametrize("path", ["/devices/dev-1/readings/", "/readings/", "/devices/dev-1/readings/mean/",
+                                  "/devices/dev-1/readings/series/", "/devices/summary/"])
 def test_body_of_too_many_json_values_is_413_before_parsing(make_app, raw, path):
     client = make_app(MAX_BATCH=100).test_client()  # at most 800 JSON values in a body
-    send = client.get if path.endswith("mean/") else client.post
+    send = client.get if path.endswith(("mean/", "series/", "summary/")) else client.post
     body = assert_error(send(path, query_string={"type": "temperature"}, data=raw), 413)
     assert "800 JSON values" in body["message"] and "100 readings" in body["message"]
     assert client.get("/devices/dev-1/readings/").get_json() == []

@@ -3,11 +3,13 @@
 No check is excluded. Three things are adjusted, each because the document cannot say it in OpenAPI:
 - negative_data_rejection also expects 413: a batch over MAX_BATCH breaks the document's maxItems and the
   API refuses it with 413 (README), a status the check does not expect by default;
-- map_case (below) keeps generated GET filters to the two rules JSON Schema cannot state across the query
-  string and the body;
+- map_case (below) keeps generated GET filters to the three rules JSON Schema cannot state: which of the
+  query string and the body is read, start not after end, and a series' buckets within their limits;
 - the document is loaded as a dict rather than with from_wsgi, which would skip GET /openapi.json.
 """
+import datetime as dt
 import re
+import zoneinfo
 
 import pytest
 import schemathesis
@@ -23,7 +25,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+import oracles
 from app import create_app
+from buckets import MAX_BUCKETS
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           negative_data_rejection, positive_data_acceptance]
@@ -37,6 +41,15 @@ schema = schemathesis.openapi.from_dict(
     config=schemathesis.Config.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": NEGATIVE_STATUSES}}}),
 )
 EXAMPLE_DEVICE = schema.raw_schema["paths"]["/devices/{device_uuid}/readings/"]["parameters"][0]["example"]
+SERIES_PATH = "/devices/{device_uuid}/readings/series/"
+# The likeliest generated devices: "0" is where generation from the id's pattern starts, the other is its example.
+# Each has readings at both ends of the epoch range, and a day of hourly readings from the epoch, where generated
+# bounds and intervals often land, so series hold full buckets as well as empty ones.
+SEED_READINGS = [
+    (device, kind, value, date) for device in ("0", EXAMPLE_DEVICE) for kind in ("temperature", "humidity")
+    for value, date in [(0, 0), (21, 0), (35, 1), (100, 2**63 - 1),
+                        *(((hour * 37 + len(kind)) % 101, hour * 3600 + 59) for hour in range(24))]
+]
 
 
 def _bound(value):
@@ -46,14 +59,59 @@ def _bound(value):
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _series_span(device, filters):
+    """Return the first and last instant a valid series spans (README: bounds, else the readings), or None."""
+    start, end = _bound(filters.get("start")), _bound(filters.get("end"))
+    if start is not None and end is not None:
+        return start, end
+    dates = [date for seeded, kind, _, date in SEED_READINGS if (seeded, kind) == (device, filters["type"])
+             and (start is None or date >= start) and (end is None or date <= end)]
+    if not dates:
+        return None
+    return (min(dates) if start is None else start), (max(dates) if end is None else end)
+
+
+def _series_fits(interval, zone, first, last):
+    """Tell whether the buckets from first to last number at most MAX_BUCKETS and, for days and weeks, lie
+    within the years 1 to 9999 (README), reckoned by the oracle rather than the app's buckets.py."""
+    amount, unit = oracles.split(interval)
+    if unit not in oracles.DAYS:
+        width = amount * oracles.UNITS[unit]
+        return last // width - first // width < MAX_BUCKETS
+    days = amount * oracles.DAYS[unit]
+    try:
+        first_day, last_day = oracles.local_day(first, zone), oracles.local_day(last, zone)
+    except (OverflowError, ValueError, OSError):
+        return False
+    # A day's margin keeps the search for a midnight inside a clock change away from the calendar's end.
+    calendar_end = (dt.date.max - oracles.ORIGIN).days - 1
+    return last_day // days - first_day // days < MAX_BUCKETS and (last_day // days + 1) * days <= calendar_end
+
+
+def _fit_series(case, filters, sources):
+    """Give a valid series whose buckets would not fit a fixed interval making at most 100 buckets of its span."""
+    span = _series_span(case.path_parameters["device_uuid"], filters)
+    if span is None:
+        return  # no reading and a bound missing: no buckets at all
+    first, last = span
+    if _series_fits(filters["interval"], zoneinfo.ZoneInfo(filters.get("tz", "UTC")), first, last):
+        return
+    width = (last - first) // 99 + 1  # then last // width - first // width <= 99
+    for source in sources:
+        if source and "interval" in source:
+            source["interval"] = type(source["interval"])(width)
+
+
 @schema.hook
 def map_case(context, case):
-    """Shape GET filters to the two rules the document's JSON Schema cannot state.
+    """Shape GET filters to the three rules the document's JSON Schema cannot state.
 
     A filter given both in the query string and in the body is read from the query string, so a bad value
     in the body under the same key is never seen: a negative body keeps its keys to itself, and a negative
-    query string goes without a body that could supply what it lacks. And start after end is a 422, so
-    valid filters keep start at or before end.
+    query string goes without a body that could supply what it lacks. Start after end is a 422, so valid
+    filters keep start at or before end. And a series of more than 1,000 buckets, or of day or week buckets
+    beyond the year 9999, is a 422 that depends on the bounds, the readings and the zone, so a valid series
+    that would be one gets a fixed interval that fits.
     """
     if case.method != "GET" or case.meta is None:
         return case
@@ -70,17 +128,21 @@ def map_case(context, case):
             for source in (case.query, body):
                 if source and "start" in source:
                     source["start"] = type(source["start"])(end)
+        if case.path == SERIES_PATH:
+            _fit_series(case, {**body, **(case.query or {})}, (case.query, body))
     return case
 
 
 @pytest.fixture
 def fuzz_app(make_app):
-    """An app where the likeliest generated devices have readings, so statistics answer 200 as well as 404."""
+    """An app where the likeliest generated devices have readings, so statistics answer 200 as well as 404, and
+    series and the summary hold buckets and rows with readings."""
     application = make_app(**FUZZ_CONFIG)
     readings = [{"device_uuid": device, "type": kind, "value": value, "date_created": date}
-                for device in ("0", EXAMPLE_DEVICE) for kind in ("temperature", "humidity")
-                for value, date in [(0, 0), (21, 0), (35, 1), (100, 2**63 - 1)]]
-    assert application.test_client().post("/readings/", json=readings).status_code == 201
+                for device, kind, value, date in SEED_READINGS]
+    client = application.test_client()
+    for batch in range(0, len(readings), FUZZ_CONFIG["MAX_BATCH"]):
+        assert client.post("/readings/", json=readings[batch:batch + FUZZ_CONFIG["MAX_BATCH"]]).status_code == 201
     return application
 
 
@@ -125,6 +187,19 @@ GATEWAY_READING = {"device_uuid": "0", "type": "humidity", "value": 0}
         ("POST", "/readings/", {}, None, [GATEWAY_READING] * (FUZZ_CONFIG["MAX_BATCH"] + 1), 413),
         ("POST", "/devices/{device_uuid}/readings/", {"device_uuid": "0"}, None,
          [{"type": "humidity", "value": 0}] * (FUZZ_CONFIG["MAX_BATCH"] + 1), 413),
+        # A series whose span needs more than 1,000 buckets is a 422 the schema cannot state (map_case widens
+        # the interval of valid ones); so is one whose day or week buckets would pass the year 9999.
+        ("GET", SERIES_PATH, {"device_uuid": EXAMPLE_DEVICE},
+         {"type": "temperature", "start": "0", "end": "9223372036854775806", "interval": "1", "tz": "Africa/Abidjan",
+          "fill": "null"}, {"end": 0, "fill": None, "interval": "1", "start": 0, "type": "humidity", "tz": "UTC"}, 422),
+        ("GET", SERIES_PATH, {"device_uuid": "0"}, {"type": "humidity", "interval": "1w", "start": "0"}, None, 422),
+        ("GET", SERIES_PATH, {"device_uuid": EXAMPLE_DEVICE},
+         {"type": "temperature", "start": "0", "end": "9223372036854775806", "interval": str(2**63 // 99 + 1)},
+         None, 200),
+        # Answers with readings and empty buckets (null statistics) conform to the response schemas.
+        ("GET", SERIES_PATH, {"device_uuid": "0"}, {"type": "humidity", "interval": "5h", "end": "100000"},
+         {"fill": None, "tz": "Asia/Kolkata"}, 200),
+        ("GET", "/devices/summary/", {}, {"type": "humidity", "start": "1"}, {"limit": 1}, 200),
     ],
 )
 def test_fuzzer_example_answers_as_documented(fuzz_app, stored_count, method, path, parameters, query, body, status):

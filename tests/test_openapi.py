@@ -1,14 +1,20 @@
 """The OpenAPI document: valid, complete against the routes, and its docs page served whole by the app."""
 import re
+import zoneinfo
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from marshmallow import ValidationError
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
 import openapi
 from auth import PUBLIC
+from openapi_fields import interval_text_pattern
+from schemas import MAX_EPOCH_SECONDS, SeriesQuerySchema
 
 # Routes the document leaves out, each with its reason.
 UNDOCUMENTED_ENDPOINTS = {
@@ -130,6 +136,84 @@ def test_parameters_carry_patterns_bounds_and_enums(document):
                                                                                "end": False}
     body = metric["get"]["requestBody"]
     assert not body["required"] and "query string is the primary form" in body["description"]
+
+
+SERIES = "/devices/{device_uuid}/readings/series/"
+
+
+def test_series_and_summary_parameters_say_what_the_api_takes(document):
+    series, summary = document["paths"][SERIES]["get"], document["paths"]["/devices/summary/"]["get"]
+    query = {parameter["name"]: parameter for parameter in series["parameters"]}
+    assert {name: parameter["required"] for name, parameter in query.items()} == {
+        "type": True, "start": False, "end": False, "interval": True, "tz": False, "fill": False}
+    assert {p["name"]: p["required"] for p in summary["parameters"]} == {"type": True, "start": False, "end": False,
+                                                                         "limit": False}
+    # A query string carries every interval as text; a JSON body may send seconds as an integer too.
+    assert query["interval"]["schema"] == {"type": "string", "pattern": interval_text_pattern()}
+    body = document["components"]["schemas"]["SeriesQuery"]["properties"]
+    assert body["interval"]["anyOf"] == [{"type": "integer", "minimum": 1, "maximum": MAX_EPOCH_SECONDS},
+                                         {"type": "string", "pattern": interval_text_pattern()}]
+    assert query["fill"]["schema"]["enum"] == ["null", "none"] and "nullable" not in query["fill"]["schema"]
+    assert body["fill"]["enum"] == ["null", "none", None] and body["fill"]["nullable"]
+    zone = {"$ref": "#/components/schemas/TimeZone"}
+    assert query["tz"]["schema"]["allOf"] == body["tz"]["allOf"] == [zone]
+    assert set(document["components"]["schemas"]["TimeZone"]["enum"]) == zoneinfo.available_timezones()
+    for operation in (series, summary):
+        assert not operation["requestBody"]["required"]
+        assert "CANARY_ROLE" in operation["responses"]["404"]["description"]
+        assert {"400", "401", "403", "404", "413", "422", "503"} <= set(operation["responses"])
+
+
+def test_series_and_summary_answers_are_described(document):
+    schemas = document["components"]["schemas"]
+    series = document["paths"][SERIES]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    summary = document["paths"]["/devices/summary/"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert series == {"$ref": "#/components/schemas/Series"}
+    assert summary["schema"] == {"type": "array", "items": {"$ref": "#/components/schemas/DeviceSummary"}}
+    bucket = schemas["Bucket"]
+    assert set(bucket["required"]) == {"start", "end", "count", "min", "max", "mean", "median", "mode",
+                                       "quartile_1", "quartile_3"}
+    assert bucket["properties"]["median"]["nullable"] and not bucket["properties"]["count"].get("nullable")
+    assert not any(row.get("nullable") for row in schemas["DeviceSummary"]["properties"].values())
+
+
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+# In every unit: the smallest amount of each number of digits, the largest amount and one more, each written
+# as it is and with leading zeros to 20 and 21 digits; and malformed texts.
+EDGE_INTERVALS = [
+    f"{amount:0{width}d}{unit}" for unit, seconds in UNITS.items() for largest in [MAX_EPOCH_SECONDS // seconds]
+    for amount in [*(10**digits for digits in range(len(str(largest)))), largest, largest + 1] for width in (1, 20, 21)
+] + ["0", "0s", "00", "0d", "5M", "5m ", "5m\n", " 5m", "1.5h", "-1", "+1", "5ms", "", "s", "1y", "٣"]
+
+
+def api_accepts(text):
+    try:
+        SeriesQuerySchema().load({"type": "temperature", "interval": text})
+    except ValidationError as error:
+        assert set(error.messages) == {"interval"}
+        return False
+    return True
+
+
+def test_interval_pattern_matches_exactly_the_intervals_the_api_accepts():
+    mismatches = [text for text in EDGE_INTERVALS
+                  if bool(re.fullmatch(interval_text_pattern(), text)) != api_accepts(text)]
+    assert not mismatches
+
+
+@given(text=st.from_regex(r"\A[0-9]{1,22}[smhdwy]?\Z") | st.from_regex(r"\A0{0,8}[1-9][0-9]{12,18}[smhdw]?\Z"))
+def test_interval_pattern_agrees_with_the_api_on_any_amount(text):
+    assert bool(re.fullmatch(interval_text_pattern(), text)) == api_accepts(text)
+
+
+def test_health_and_database_failures_are_described(document):
+    health = document["paths"]["/health"]["get"]
+    assert "/health/" in health["description"] and "one-row query" in health["responses"]["200"]["description"]
+    assert "503" in document["info"]["description"] and "Retry-After" in document["info"]["description"]
+    assert "before the body is read" in document["info"]["description"]
+    for path, method, operation in operations(document):
+        if "requestBody" in operation:
+            assert "JSON value" in operation["responses"]["413"]["description"], (method, path)
 
 
 class AssetLinks(HTMLParser):
