@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = ROOT / "bench" / "gunicorn_sync.conf.py"
 START_TIMEOUT = 60
 REQUEST_TIMEOUT = 30
 RUN_TIMEOUT = 240
@@ -70,7 +71,7 @@ def stop(process):
 
 @pytest.fixture
 def serve(tmp_path):
-    """Start gunicorn servers (`python -m gunicorn app:app`); return a function giving (port, process, log)."""
+    """Start gunicorn servers with the benchmark's sync settings; return a function giving (port, process, log)."""
     started = []
 
     def start(database_url, role="all", workers=2):
@@ -80,8 +81,9 @@ def serve(tmp_path):
                    CANARY_ROLE=role)
         log = tmp_path / f"gunicorn-{role}-{port}.log"
         with open(log, "wb") as output:
-            process = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:app"], cwd=ROOT, env=env,
-                                       stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+            command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), "app:app"]
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         started.append(process)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
