@@ -83,7 +83,7 @@ def granian_command(environ, settings, runtime):
     return [
         sys.executable, "-m", "granian", environ.get("WSGI_APP") or "app:app",
         "--interface", "wsgi",
-        "--uds", str(app_socket(runtime)), "--uds-permissions", "666",
+        "--uds", str(app_socket(runtime)), "--uds-permissions", "0666",
         "--workers", str(workers),
         "--blocking-threads", str(worker_threads(environ, settings)),
         "--respawn-failed-workers",
