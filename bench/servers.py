@@ -31,7 +31,10 @@ POST_PATH = "/devices/bench-post/readings/"
 GUNICORN_CONFIG = str(fixtures.GUNICORN_CONFIG)
 WORKERS = 2
 GTHREAD_THREADS = 8
-WAITRESS_THREADS = 4
+# One thread per wrk connection: concurrent single readings of a process share one commit.
+WAITRESS_THREADS = 16
+# The default of 100 connections left no room for 64 slow headers plus 64 slow bodies.
+WAITRESS_CONNECTIONS = 1000
 PLURAL = {"header": "headers", "body": "bodies"}
 # Settings the servers read from the environment; each server gets them explicitly, never inherited.
 SERVER_SETTINGS = {"DATABASE_URL", "BIND", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WSGI_APP", "ACCESS_LOG",
@@ -73,8 +76,9 @@ def granian_direct(port, wsgi_app):
 
 
 def waitress(port, wsgi_app):
-    """Return waitress's command: one process, WAITRESS_THREADS threads."""
-    return ([PYTHON, "-m", "waitress", f"--listen={HOST}:{port}", f"--threads={WAITRESS_THREADS}", wsgi_app], {})
+    """Return waitress's command: one process, WAITRESS_THREADS threads, poll() for many connections."""
+    return ([PYTHON, "-m", "waitress", f"--listen={HOST}:{port}", f"--threads={WAITRESS_THREADS}",
+             f"--connection-limit={WAITRESS_CONNECTIONS}", "--asyncore-use-poll", wsgi_app], {})
 
 
 def behind_nginx(script):
