@@ -363,7 +363,7 @@ def results_table(outcomes, settings, rows):
             cells("header"),
             cells("body"),
             window_cell(both) if both else "–",
-            reader_cell(outcome.reader, rows) if "alone" in windows else "–",
+            reader_cell(outcome.reader, rows) if outcome.reader or outcome.reader_probe else "–",
         ])
     return render(table)
 
