@@ -48,14 +48,15 @@ class Settings:
 
     readings: int  # in the history device, whose whole listing the slow reader reads
     warmup: int
-    seconds: int  # wrk, per app
+    seconds: int  # wrk, per app and round
+    rounds: int  # the candidates take turns, so that noise on the machine hits them alike
     window: int  # seconds of probing per slow-client window
     counts: tuple  # slow clients per window
     read_rate: int  # bytes a second for the slow reader
 
 
-FULL = Settings(readings=500_000, warmup=2, seconds=10, window=15, counts=(2, 8, 64), read_rate=1_000_000)
-QUICK = Settings(readings=100_000, warmup=1, seconds=3, window=5, counts=(2, 64), read_rate=1_000_000)
+FULL = Settings(readings=500_000, warmup=2, seconds=10, rounds=3, window=15, counts=(2, 8, 64), read_rate=1_000_000)
+QUICK = Settings(readings=100_000, warmup=1, seconds=3, rounds=1, window=5, counts=(2, 64), read_rate=1_000_000)
 
 
 # -- Candidates ---------------------------------------------------------------------------------------
@@ -184,6 +185,7 @@ class Outcome:
     """Everything measured for one candidate."""
 
     candidate: Candidate
+    api: Launched | None = None  # the API server, running from the POST rounds to the slow clients
     post: load.LoadResult | None = None
     echo: load.LoadResult | None = None
     windows: dict = field(default_factory=dict)
@@ -236,34 +238,77 @@ def run_reader(server, settings, rows):
     return result, probe
 
 
-def measure(candidate, database_url, settings, rows):
-    """Start the candidate with the API and with the echo app, and take every measurement."""
-    outcome = Outcome(candidate)
+def start_servers(outcome, database_url, settings, launched):
+    """Start a candidate with the API and with the echo app and warm both up; return the echo server."""
+    candidate = outcome.candidate
     api = Launched(f"{candidate.key}-api", candidate, "app:app", database_url)
     echo = Launched(f"{candidate.key}-echo", candidate, "echo_app:app", database_url)
-    note(f"{candidate.label}")
+    launched += [api, echo]
+    note(f"starting {candidate.label}")
     try:
-        api.start()
-        echo.start()
         for server in (api, echo):
+            server.start()
             load.run_wrk(server.port, POST_PATH, settings.warmup)
-        note(f"  single POST: {settings.seconds} s of wrk on the API, then on the echo app")
-        outcome.post = load.run_wrk(api.port, POST_PATH, settings.seconds)
-        outcome.echo = load.run_wrk(echo.port, POST_PATH, settings.seconds)
-        note(f"    API {outcome.post.rate:,.0f} req/s, p99 {outcome.post.p99_ms:.2f} ms, "
-             f"{outcome.post.errors} errors; echo {outcome.echo.rate:,.0f} req/s")
-        echo.stop()
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+        fail(outcome, error, api, echo)
+        return None
+    outcome.api = api
+    return echo
+
+
+def fail(outcome, error, *servers):
+    """Record why a candidate could not be measured, and stop its servers."""
+    outcome.error = str(error).splitlines()[0][:200]
+    note(f"  {outcome.candidate.label} FAILED: {error}")
+    for server in servers:
+        server.stop()
+    outcome.api = None
+
+
+def measure_posts(outcomes, database_url, settings, launched):
+    """Run every candidate's API and echo app at once and give them single-POST wrk rounds in turn."""
+    echoes = {outcome.candidate.key: start_servers(outcome, database_url, settings, launched)
+              for outcome in outcomes}
+    rounds = {outcome.candidate.key: ([], []) for outcome in outcomes}
+    try:
+        for round_number in range(1, settings.rounds + 1):
+            for outcome in outcomes:
+                key, api, echo = outcome.candidate.key, outcome.api, echoes[outcome.candidate.key]
+                if api is None:
+                    continue
+                note(f"single POST, round {round_number} of {settings.rounds}: {outcome.candidate.label}, "
+                     f"{settings.seconds} s of wrk on the API, then on the echo app")
+                try:
+                    for server, results in zip((api, echo), rounds[key]):
+                        results.append(load.run_wrk(server.port, POST_PATH, settings.seconds))
+                except (subprocess.SubprocessError, OSError) as error:
+                    fail(outcome, error, api, echo)
+                    continue
+                post, ceiling = rounds[key][0][-1], rounds[key][1][-1]
+                note(f"  API {post.rate:,.0f} req/s, p99 {post.p99_ms:.2f} ms, {post.errors} errors; "
+                     f"echo {ceiling.rate:,.0f} req/s")
+    finally:
+        for echo in echoes.values():
+            if echo is not None:
+                echo.stop()
+    for outcome in outcomes:
+        if outcome.api is not None:
+            outcome.post, outcome.echo = (load.combine(results) for results in rounds[outcome.candidate.key])
+
+
+def measure_slow_clients(outcome, settings, rows):
+    """Probe the candidate's API server under every slow-client window and a slow reader, then stop it."""
+    note(f"slow clients: {outcome.candidate.label}")
+    api = outcome.api
+    try:
         for window in windows_for(settings):
             run_window(api, window, settings)
             outcome.windows[window.label] = window
         outcome.reader, outcome.reader_probe = run_reader(api, settings, rows)
-    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
-        outcome.error = str(error).splitlines()[0][:200]
-        note(f"  FAILED: {error}")
+    except (RuntimeError, OSError) as error:
+        fail(outcome, error)
     finally:
-        for server in (echo, api):
-            server.stop()
-    return outcome
+        api.stop()
 
 
 # -- Reporting ----------------------------------------------------------------------------------------
@@ -417,8 +462,9 @@ def machine_line(load_start, load_end):
 
 def method_note(settings):
     """Explain the columns in a few lines."""
-    return (f"POST: wrk, 2 threads, 16 connections, {settings.seconds} s of single-reading POSTs "
-            f"(bench/post_reading.lua); echo: the same against bench/echo_app.py under the same server "
+    return (f"POST: wrk, 2 threads, 16 connections, {settings.rounds} × {settings.seconds} s of single-reading "
+            f"POSTs (bench/post_reading.lua), the candidates taking turns each round; req/s over all rounds, "
+            f"p99 of the worst round; echo: the same against bench/echo_app.py under the same server "
             f"settings. Probe: every 0.2 s a POST of one reading then GET /health, each on a fresh "
             f"connection, for {settings.window} s; p99 over both, a stall is a request that failed "
             f"(10 s timeout, error or wrong status) or took over 5 s. Slow headers send a request's headers "
@@ -438,7 +484,7 @@ def parse_args():
 
 
 def main():
-    """Generate the data, measure every candidate in turn and print the table."""
+    """Generate the data, give the candidates POST rounds in turn, then slow clients one by one; print the table."""
     args = parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the servers are stopped
     settings = QUICK if args.quick else FULL
@@ -458,7 +504,16 @@ def main():
     fixtures.generate(url, settings.readings)
     os.sync()  # otherwise the kernel writes the new data back during the first measurement
 
-    outcomes = [measure(candidate, url, settings, settings.readings) for candidate in candidates]
+    outcomes = [Outcome(candidate) for candidate in candidates]
+    launched = []
+    try:
+        measure_posts(outcomes, url, settings, launched)
+        for outcome in outcomes:
+            if outcome.api is not None:
+                measure_slow_clients(outcome, settings, settings.readings)
+    finally:
+        for server in launched:
+            server.stop()
     print(machine_line(load_start, os.getloadavg()[0]))
     print()
     print(results_table(outcomes, settings, settings.readings))
