@@ -360,13 +360,15 @@ def describe_read(result, rows):
     return text + (f" ({result.error})" if result.error else "")
 
 
-def reader_cell(result, rows):
-    """Return the slow reader's table cell."""
+def reader_cell(result, probe, rows):
+    """Return the slow reader's table cell, with the probe's figure while it read."""
     if result is None:
-        return "hung"
-    if result.valid_json and result.rows == rows:
-        return f"complete, {result.received / 1e6:.1f} MB in {result.seconds:.0f} s"
-    return f"**cut**: {result.received / 1e6:.1f} MB in {result.seconds:.0f} s, not valid JSON"
+        text = "hung"
+    elif result.valid_json and result.rows == rows:
+        text = f"complete, {result.received / 1e6:.1f} MB in {result.seconds:.0f} s"
+    else:
+        text = f"**cut**: {result.received / 1e6:.1f} MB in {result.seconds:.0f} s, not valid JSON"
+    return f"{text}; probe {window_cell(Window('reader', (), probe))}"
 
 
 def render(table):
@@ -383,7 +385,7 @@ def results_table(outcomes, settings, rows):
     top = max(settings.counts)
     header = ["Server", "POST req/s", "POST p99", "vs gunicorn sync", "Echo req/s", "Probe alone p99",
               f"Slow headers {counts}: probe p99", f"Slow bodies {counts}: probe p99",
-              f"{top} + {top} at once", f"Slow reader ({settings.read_rate / 1e6:.0f} MB/s)"]
+              f"{top} + {top} at once", f"Slow reader ({settings.read_rate / 1e6:.0f} MB/s); probe p99 meanwhile"]
     table = [header]
     baseline = next((outcome.post.rate for outcome in outcomes
                      if outcome.candidate.key == "gunicorn-sync" and outcome.post), None)
@@ -398,6 +400,7 @@ def results_table(outcomes, settings, rows):
             return " / ".join(window_cell(windows[label]) if label in windows else "–" for label in labels)
 
         both = windows.get(f"{top} slow headers + {top} slow bodies")
+        read = outcome.reader or outcome.reader_probe  # the reader ran, though either may have hung
         table.append([
             outcome.candidate.label,
             f"{post.rate:,.0f}" + (f" ({post.errors} errors)" if post.errors else ""),
@@ -408,7 +411,7 @@ def results_table(outcomes, settings, rows):
             cells("header"),
             cells("body"),
             window_cell(both) if both else "–",
-            reader_cell(outcome.reader, rows) if outcome.reader or outcome.reader_probe else "–",
+            reader_cell(outcome.reader, outcome.reader_probe, rows) if read else "–",
         ])
     return render(table)
 
