@@ -51,12 +51,22 @@ def worker_threads(environ, settings):
     return 1 if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else 8
 
 
+def app_socket(runtime):
+    """Return the Unix socket the app listens on and nginx forwards to."""
+    return runtime / "app.sock"
+
+
+def find_nginx():
+    """Return the path of the nginx executable, or None when nginx is not installed."""
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
 def nginx_config(environ, settings, runtime):
     """Return nginx.conf with this run's address, socket, limits and paths filled in."""
     access_log = environ.get("ACCESS_LOG")
     values = {
         "LISTEN": listen_address(environ),
-        "SOCKET": str(runtime / "app.sock"),
+        "SOCKET": str(app_socket(runtime)),
         "RUNTIME": str(runtime),
         "MAX_BODY": str(max(settings["MAX_CONTENT_LENGTH"], settings["MAX_BATCH_CONTENT_LENGTH"])),
         "ACCESS_LOG": "off" if not access_log else ("/dev/stdout" if access_log == "-" else access_log),
@@ -73,7 +83,7 @@ def granian_command(environ, settings, runtime):
     return [
         sys.executable, "-m", "granian", environ.get("WSGI_APP") or "app:app",
         "--interface", "wsgi",
-        "--uds", str(runtime / "app.sock"), "--uds-permissions", "666",
+        "--uds", str(app_socket(runtime)), "--uds-permissions", "0666",
         "--workers", str(workers),
         "--blocking-threads", str(worker_threads(environ, settings)),
         "--respawn-failed-workers",
@@ -112,13 +122,12 @@ def stop(process, signum):
     process.wait()
 
 
-def find_nginx():
-    """Return the path of the nginx program, or None if it is not installed."""
-    return shutil.which("nginx") or next((path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None)
+def main(app_command=granian_command, app_name="granian"):
+    """Start the app (granian unless told otherwise), then nginx in front of it; run until told to stop.
 
-
-def main():
-    """Start granian, then nginx in front of it, and keep both running until told to stop."""
+    `app_command(environ, settings, runtime)` returns the command line of an app server that
+    listens on app_socket(runtime).
+    """
     nginx = find_nginx()
     if nginx is None:
         raise SystemExit("serve: nginx is not installed; install it first (Debian: apt-get install nginx-light)")
@@ -132,13 +141,13 @@ def main():
     app = front = None
     try:
         # Each in a process group of its own, so that stopping one also stops whatever it left behind.
-        app = subprocess.Popen(granian_command(environ, settings, runtime), cwd=ROOT, process_group=0)
-        wait_for_socket(runtime / "app.sock", app, START_TIMEOUT)
+        app = subprocess.Popen(app_command(environ, settings, runtime), cwd=ROOT, process_group=0)
+        wait_for_socket(app_socket(runtime), app, START_TIMEOUT)
         (runtime / "nginx.conf").write_text(nginx_config(environ, settings, runtime))
         front = subprocess.Popen([nginx, "-p", str(runtime), "-c", str(runtime / "nginx.conf"),
                                   "-g", "daemon off;"], process_group=0)
         print(f"serve: listening on http://{listen_address(environ)} (nginx, pid {front.pid}) "
-              f"in front of granian (pid {app.pid}); runtime files in {runtime}", file=sys.stderr, flush=True)
+              f"in front of {app_name} (pid {app.pid}); runtime files in {runtime}", file=sys.stderr, flush=True)
         while not stopping and app.poll() is None and front.poll() is None:
             time.sleep(0.2)
         if not stopping:

@@ -124,14 +124,17 @@ def reset_peak_rss(pid):
         return False
 
 
+GUNICORN_CONFIG = REPO / "bench" / "gunicorn_sync.conf.py"
+
+
 class Server:
-    """A gunicorn server started from the repo root, so the repo's gunicorn.conf.py applies."""
+    """A gunicorn server started from the repo root with bench/gunicorn_sync.conf.py."""
 
     def __init__(self, name, app_spec, workers, env=None, args=()):
         self.name, self.workers = name, workers
         self.port = free_port()
         self.log_path = DATA_DIR / f"{name}.log"
-        self.command = [sys.executable, "-m", "gunicorn", *args, app_spec]
+        self.command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), *args, app_spec]
         self.env = {**os.environ, **(env or {}), "BIND": f"127.0.0.1:{self.port}",
                     "WEB_CONCURRENCY": str(workers)}
         self.process = None

@@ -1,4 +1,10 @@
-"""gunicorn settings, so that `gunicorn app:app` needs no flags."""
+"""gunicorn settings of the benchmark's gunicorn servers and the process tests (2 sync workers by default).
+
+    gunicorn -c bench/gunicorn_sync.conf.py app:app
+
+Not the production set-up (that is `python serve.py`): the yardstick the production server is
+measured against, and a plain multi-process server for the concurrency tests.
+"""
 import multiprocessing
 import os
 

@@ -1,0 +1,26 @@
+"""Run nginx, configured as `python serve.py` configures it, in front of gunicorn's sync workers.
+
+    python bench/nginx_gunicorn.py
+
+A benchmark candidate: serve.py's launcher with gunicorn (bench/gunicorn_sync.conf.py) on the
+Unix socket in place of granian. It reads the same environment settings as serve.py.
+"""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import serve  # noqa: E402  (needs the repo root on the path)
+
+GUNICORN_CONFIG = ROOT / "bench" / "gunicorn_sync.conf.py"
+
+
+def gunicorn_command(environ, settings, runtime):
+    """Return the command that starts gunicorn's sync workers on serve.py's Unix socket."""
+    return [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG),
+            "--bind", f"unix:{serve.app_socket(runtime)}", environ.get("WSGI_APP") or "app:app"]
+
+
+if __name__ == "__main__":
+    sys.exit(serve.main(gunicorn_command, "gunicorn"))
