@@ -5,6 +5,7 @@ arrive while one group is being written are written together by the next, so a w
 threads pays one round trip and one commit per group rather than per reading. A reading is
 acknowledged only after the commit that stores it.
 """
+import fcntl
 import functools
 import os
 import select
@@ -39,7 +40,7 @@ class CommitGroup:
     _groups_lock = threading.Lock()
 
     @classmethod
-    def for_engine(cls, engine, writers_queue):
+    def for_engine(cls, engine):
         """Return this process's group for the engine, a new one after dispose() or fork."""
         group = cls._groups.get(engine)
         if group is not None and group.pool is engine.pool and group.pid == os.getpid():
@@ -51,7 +52,7 @@ class CommitGroup:
                     sa.event.listen(engine, "engine_disposed", cls._forget)
                 else:
                     group.connection.discard()
-                group = cls._groups[engine] = cls(engine, writers_queue)
+                group = cls._groups[engine] = cls(engine)
         return group
 
     @classmethod
@@ -61,9 +62,9 @@ class CommitGroup:
         if group is not None:
             group.connection.discard()
 
-    def __init__(self, engine, writers_queue):
+    def __init__(self, engine):
         self.pool, self.pid = engine.pool, os.getpid()
-        self.connection = _KeptConnection(engine, writers_queue)
+        self.connection = _KeptConnection(engine)
         self.lock = threading.Lock()
         self.queue = []
         self.leading = False
@@ -129,29 +130,36 @@ class _Waiter:
 class _KeptConnection:
     """A DBAPI connection a process keeps outside the pool for single readings, in autocommit."""
 
-    def __init__(self, engine, writers_queue):
+    def __init__(self, engine):
         self.engine = weakref.proxy(engine)  # the engine's registry holds this connection, not the reverse
         self.pid, self.path = os.getpid(), database_file(engine)
-        self.writers_queue = writers_queue  # serialises SQLite writers across processes
-        self.dbapi = None
+        self.dbapi = self.lock_file = None
 
     def __del__(self):
         self.discard()
 
     def insert(self, readings):
         """Insert readings with one statement, committed on its own, opening the connection if needed."""
-        sql, positions = _compiled_insert(self.engine.dialect, len(readings))
-        values = {f"{key}_{index}": reading[key] for index, reading in enumerate(readings) for key in READING_KEYS}
-        parameters = [values[name] for name in positions] if positions else values
-        with self.writers_queue(self.engine):
+        sql, row_keys = _compiled_insert(self.engine.dialect, len(readings))
+        if row_keys is None:  # named parameters, as psycopg takes them
+            parameters = {f"{key}_{index}": reading[key] for index, reading in enumerate(readings) for key in READING_KEYS}
+        else:
+            parameters = [reading[key] for reading in readings for key in row_keys]
+        try:
+            dbapi = self._open()
+            if self.lock_file is not None:
+                fcntl.flock(self.lock_file, fcntl.LOCK_EX)
             try:
-                self._open().cursor().execute(sql, parameters)
-            except Exception as error:
-                self.discard()  # whatever went wrong, the next group starts on a fresh connection
-                if not isinstance(error, self.engine.dialect.loaded_dbapi.Error):
-                    raise
-                raise sa.exc.DBAPIError.instance(sql, None, error, self.engine.dialect.loaded_dbapi.Error,
-                                                 dialect=self.engine.dialect) from error
+                dbapi.cursor().execute(sql, parameters)
+            finally:
+                if self.lock_file is not None:
+                    fcntl.flock(self.lock_file, fcntl.LOCK_UN)
+        except Exception as error:
+            self.discard()  # whatever went wrong, the next group starts on a fresh connection
+            if not isinstance(error, self.engine.dialect.loaded_dbapi.Error):
+                raise
+            raise sa.exc.DBAPIError.instance(sql, None, error, self.engine.dialect.loaded_dbapi.Error,
+                                             dialect=self.engine.dialect) from error
 
     def _open(self):
         """Return a live connection: reopened when stale, in another process, or on a replaced file."""
@@ -162,6 +170,9 @@ class _KeptConnection:
             connection.detach()  # keeps the pool's connect-time set-up, skips checkout and reset
             self.dbapi, self.file = connection.dbapi_connection, file_identity(self.path) if self.path else None
             self.pid = os.getpid()
+            if self.path is not None:
+                # SQLite writers of every process take turns on this lock; see writes._writers_queue.
+                self.lock_file = os.open(self.path + "-writers", os.O_RDWR | os.O_CREAT, 0o644)
             if self.engine.dialect.name != "sqlite":
                 self.dbapi.autocommit = True  # one statement is its own transaction: one round trip
         return self.dbapi
@@ -180,6 +191,9 @@ class _KeptConnection:
     def discard(self):
         """Let the connection go, whatever state it is in, so that the next use opens a new one."""
         dbapi, self.dbapi = self.dbapi, None
+        lock_file, self.lock_file = self.lock_file, None
+        if lock_file is not None and self.pid == os.getpid():
+            os.close(lock_file)
         if dbapi is None:
             return
         if self.pid != os.getpid():
@@ -195,7 +209,9 @@ class _KeptConnection:
 
 @functools.lru_cache(maxsize=256)
 def _compiled_insert(dialect, rows):
-    """Return the SQL of a `rows`-row INSERT for a dialect and its positional parameter names, if any."""
+    """Return the SQL of a `rows`-row INSERT for a dialect and, for positional parameters, each row's key order."""
     rows_values = [{key: sa.bindparam(f"{key}_{index}") for key in READING_KEYS} for index in range(rows)]
     compiled = _INSERT.values(rows_values).compile(dialect=dialect)
-    return compiled.string, compiled.positiontup
+    if compiled.positiontup is None:
+        return compiled.string, None
+    return compiled.string, [name.rpartition("_")[0] for name in compiled.positiontup[:len(READING_KEYS)]]

@@ -90,4 +90,4 @@ def insert_reading(reading):
     if database_file(engine) is None and engine.dialect.name == "sqlite":
         insert_readings([reading])  # an in-memory database lives on its pooled connection only
         return
-    CommitGroup.for_engine(engine, _writers_queue).submit(reading)
+    CommitGroup.for_engine(engine).submit(reading)
