@@ -156,8 +156,8 @@ def fill_until_refused(port, device, size=2000):
     raise AssertionError("the disk never filled")
 
 
-def test_sqlite_disk_full_under_the_server_is_503_then_heals(production, small_disk, device):
-    server = production(f"sqlite:///{small_disk}/full.db")
+def assert_full_disk_refused_then_healed(server, small_disk, device):
+    """Fill the disk through the server, check the refusal, free room and check the next write."""
     acknowledged, refusal = fill_until_refused(server.port, device)
     assert_retry_later(*refusal)
     assert "storage is full" in refusal[1]["message"]
@@ -165,6 +165,11 @@ def test_sqlite_disk_full_under_the_server_is_503_then_heals(production, small_d
     assert call(server.port, "POST", f"/devices/{device}/readings/", {**READING, "date_created": 10**9})[0] == 201
     status, listing, _ = call(server.port, "GET", f"/devices/{device}/readings/")
     assert status == 200 and len(listing) == acknowledged + 1
+
+
+def test_sqlite_disk_full_under_the_server_is_503_then_heals(production, small_disk, device):
+    server = production(f"sqlite:///{small_disk}/full.db")
+    assert_full_disk_refused_then_healed(server, small_disk, device)
 
 
 class PrivatePostgres:
@@ -244,10 +249,4 @@ def test_postgres_disk_full_is_503_then_heals(production, private_postgres, smal
     private_postgres.execute(f"CREATE TABLESPACE small LOCATION '{small_disk / 'space'}'")
     private_postgres.execute("ALTER ROLE canary SET default_tablespace = small")
     server = production(private_postgres.url)
-    acknowledged, refusal = fill_until_refused(server.port, device)
-    assert_retry_later(*refusal)
-    assert "storage is full" in refusal[1]["message"]
-    (small_disk / "spare").unlink()
-    assert call(server.port, "POST", f"/devices/{device}/readings/", {**READING, "date_created": 10**9})[0] == 201
-    status, listing, _ = call(server.port, "GET", f"/devices/{device}/readings/")
-    assert status == 200 and len(listing) == acknowledged + 1
+    assert_full_disk_refused_then_healed(server, small_disk, device)
