@@ -155,7 +155,7 @@ def start_servers(outcome, database_url, settings, launched):
     candidate = outcome.candidate
     api, echo = (launchers.new_server(f"{candidate.key}-{kind}", candidate.launch, wsgi_app, WORKERS,
                                       log_path=fixtures.DATA_DIR / f"servers-{candidate.key}-{kind}.log",
-                                      DATABASE_URL=database_url)
+                                      DATABASE_URL=database_url, CANARY_AUTH="open")
                  for kind, wsgi_app in (("api", "app:app"), ("echo", "echo_app:app")))
     launched += [api, echo]
     note(f"starting {candidate.label}")
