@@ -24,6 +24,7 @@ import launchers
 import load
 import stages_ingest
 import stages_queries
+import stages_safety
 from table import note, render
 
 READINGS = 1_000_000
@@ -39,10 +40,14 @@ class Settings:
     exact_posts: int
     batches: int  # POSTs of 1,000 readings
     metric_requests: int
+    probe_seconds: int  # a normal client's probe among the slow clients
+    read_seconds: int  # the slow reader takes at least this long over the whole listing
 
 
-FULL = Settings(seconds=10, rounds=3, warmup=2, exact_posts=20_000, batches=400, metric_requests=20)
-QUICK = Settings(seconds=3, rounds=1, warmup=1, exact_posts=2_000, batches=40, metric_requests=5)
+FULL = Settings(seconds=10, rounds=3, warmup=2, exact_posts=20_000, batches=400, metric_requests=20,
+                probe_seconds=15, read_seconds=90)
+QUICK = Settings(seconds=3, rounds=1, warmup=1, exact_posts=2_000, batches=40, metric_requests=5,
+                 probe_seconds=5, read_seconds=10)
 
 
 def version(package):
@@ -125,6 +130,10 @@ def main():
         rows += stages_queries.bench_streaming(api, READINGS)
         rows += stages_queries.bench_series(api, database, settings)
         rows += stages_queries.bench_summary(url, args.workers, settings)
+        rows += stages_safety.bench_slow_clients(api, settings)
+        rows += stages_safety.bench_slow_reader(api, url, READINGS, settings)
+        rows += stages_safety.bench_malformed(api)
+        rows += stages_safety.bench_memory(url)
     finally:
         api.stop()
         database.close()
