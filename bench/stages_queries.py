@@ -5,8 +5,8 @@ import time
 
 import fixtures
 import launchers
-import process_memory
 import load
+import process_memory
 from table import Row, ms, note
 
 METRICS = ("min", "max", "median", "mean", "mode", "quartiles")

@@ -11,8 +11,8 @@ from sqlalchemy.engine import make_url
 
 import fixtures
 import launchers
-import process_memory
 import load
+import process_memory
 import slowclients
 from table import Row, ms, note
 
@@ -107,9 +107,11 @@ def bench_slow_reader(api, url, readings, settings):
         return [Row(label, "the reader overran its deadline", target, False)]
     whole = result.valid_json and result.rows == readings
     wal = "no WAL (PostgreSQL)" if wal_path is None else f"WAL largest {writer.largest_wal / MIB:.1f} MB"
-    measured = (("complete, valid JSON" if whole else "INCOMPLETE" + (" JSON" if result.valid_json else ", not JSON"))
-                + f", {result.rows or 0:,} rows, {result.received / 1e6:.1f} MB in {result.seconds:.0f} s · {wal}"
-                f" · writer: {writer.batches:,} batches of 1,000, {writer.errors} errors")
+    answer = "complete, valid JSON" if whole else (
+        f"INCOMPLETE: status {result.status}, {'valid' if result.valid_json else 'not valid'} JSON"
+        + (f" ({result.error})" if result.error else ""))
+    measured = (f"{answer}, {result.rows or 0:,} rows, {result.received / 1e6:.1f} MB in {result.seconds:.0f} s"
+                f" · {wal} · writer: {writer.batches:,} batches of 1,000, {writer.errors} errors")
     ok = (whole and result.seconds >= settings.read_seconds and writer.largest_wal < 64 * MIB
           and writer.batches > 0 and writer.errors == 0)
     return [Row(label, measured, target, ok)]
