@@ -1,13 +1,9 @@
-"""Benchmark fixtures: the generated database and the gunicorn servers under test."""
-import http.client
+"""Benchmark fixtures: the generated databases and a direct connection to them."""
 import os
 import random
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -95,106 +91,6 @@ def generate(url, count, seed=20240101):
             database.query("ANALYZE")
     finally:
         database.close()
-
-
-def free_port():
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def proc_status(pid, field):
-    """Return a kB figure (VmRSS, VmHWM) from /proc/<pid>/status, or 0 if the process is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def reset_peak_rss(pid):
-    """Reset a process's VmHWM to its current RSS; return False where the kernel refuses."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-GUNICORN_CONFIG = REPO / "bench" / "gunicorn_sync.conf.py"
-
-
-class Server:
-    """A gunicorn server started from the repo root with bench/gunicorn_sync.conf.py."""
-
-    def __init__(self, name, app_spec, workers, env=None, args=()):
-        self.name, self.workers = name, workers
-        self.port = free_port()
-        self.log_path = DATA_DIR / f"{name}.log"
-        self.command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), *args, app_spec]
-        self.env = {**os.environ, **(env or {}), "BIND": f"127.0.0.1:{self.port}",
-                    "WEB_CONCURRENCY": str(workers)}
-        self.process = None
-
-    def start(self, timeout=60):
-        """Start the server and return once every worker is up and /health answers 200."""
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited; see {self.log_path}:\n{self.log_tail()}")
-            if len(self.worker_pids()) == self.workers and self.healthy():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not become healthy in {timeout} s:\n{self.log_tail()}")
-
-    def healthy(self):
-        """Return whether GET /health answers 200."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", "/health")
-            return connection.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            connection.close()
-
-    def worker_pids(self):
-        """Return the pids of the gunicorn master's children, its workers."""
-        pids = []
-        for children in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
-            try:
-                pids += [int(pid) for pid in children.read_text().split()]
-            except OSError:
-                continue
-        return pids
-
-    def log_tail(self, lines=20):
-        """Return the end of the server's log."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self):
-        """Stop the server with SIGTERM; SIGKILL the master and its workers if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        workers = self.worker_pids()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-            for pid in workers:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 FLEET_SCHEMA = "bench_fleet"  # on PostgreSQL the fleet gets a schema of its own in the same database

@@ -22,13 +22,11 @@ from importlib import metadata
 from pathlib import Path
 
 import fixtures
+import launchers
 import load
 import slowclients
 
-PYTHON = sys.executable
-HOST = "127.0.0.1"
 POST_PATH = "/devices/bench-post/readings/"
-GUNICORN_CONFIG = str(fixtures.GUNICORN_CONFIG)
 WORKERS = 2
 GTHREAD_THREADS = 8
 # One thread per wrk connection: concurrent single readings of a process share one commit.
@@ -36,10 +34,6 @@ WAITRESS_THREADS = 16
 # The default of 100 connections left no room for 64 slow headers plus 64 slow bodies.
 WAITRESS_CONNECTIONS = 1000
 PLURAL = {"header": "headers", "body": "bodies"}
-# Settings the servers read from the environment; each server gets them explicitly, never inherited.
-SERVER_SETTINGS = {"DATABASE_URL", "BIND", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WSGI_APP", "ACCESS_LOG",
-                   "CANARY_ROLE", "CANARY_AUTH", "MAX_BATCH", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH",
-                   "GUNICORN_CMD_ARGS", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "PYTHONPATH"}
 
 
 @dataclass(frozen=True)
@@ -62,108 +56,26 @@ QUICK = Settings(readings=100_000, warmup=1, seconds=3, rounds=1, window=5, coun
 # -- Candidates ---------------------------------------------------------------------------------------
 
 
-def gunicorn(*options):
-    """Return a launcher for gunicorn with the benchmark's sync settings, plus options."""
-    def launch(port, wsgi_app):
-        return ([PYTHON, "-m", "gunicorn", "--config", GUNICORN_CONFIG, *options, wsgi_app],
-                {"BIND": f"{HOST}:{port}", "WEB_CONCURRENCY": str(WORKERS)})
-    return launch
-
-
-def granian_direct(port, wsgi_app):
-    """Return granian's command on TCP: 2 workers of 1 blocking thread, as serve.py runs it on SQLite."""
-    return ([PYTHON, "-m", "granian", wsgi_app, "--interface", "wsgi", "--host", HOST, "--port", str(port),
-             "--workers", str(WORKERS), "--blocking-threads", "1", "--log-level", "warning"], {})
-
-
-def waitress(port, wsgi_app):
-    """Return waitress's command: one process, WAITRESS_THREADS threads, poll() for many connections."""
-    return ([PYTHON, "-m", "waitress", f"--listen={HOST}:{port}", f"--threads={WAITRESS_THREADS}",
-             f"--connection-limit={WAITRESS_CONNECTIONS}", "--asyncore-use-poll", wsgi_app], {})
-
-
-def behind_nginx(script):
-    """Return a launcher for a serve.py-style script: nginx on the port, the app on a Unix socket."""
-    def launch(port, wsgi_app):
-        return ([PYTHON, script], {"BIND": f"{HOST}:{port}", "WEB_CONCURRENCY": str(WORKERS), "WSGI_APP": wsgi_app})
-    return launch
-
-
 @dataclass(frozen=True)
 class Candidate:
     """A server design: its key for --only, its label in the table and how to start it."""
 
     key: str
     label: str
-    launch: object  # (port, "module:app") -> (argv, extra environment)
+    launch: object  # a launcher: (port, "module:app", workers) -> launchers.Launch
 
 
 CANDIDATES = (
-    Candidate("gunicorn-sync", f"gunicorn, {WORKERS} sync workers", gunicorn()),
+    Candidate("gunicorn-sync", f"gunicorn, {WORKERS} sync workers", launchers.gunicorn_sync),
     Candidate("gunicorn-gthread", f"gunicorn, {WORKERS} gthread workers × {GTHREAD_THREADS} threads",
-              gunicorn("--worker-class", "gthread", "--threads", str(GTHREAD_THREADS))),
-    Candidate("granian", f"granian, {WORKERS} workers × 1 blocking thread, TCP", granian_direct),
-    Candidate("waitress", f"waitress, 1 process × {WAITRESS_THREADS} threads", waitress),
-    Candidate("nginx-gunicorn", f"nginx + gunicorn, {WORKERS} sync workers", behind_nginx("bench/nginx_gunicorn.py")),
-    Candidate("serve", f"python serve.py: nginx + granian, {WORKERS} workers × 1 thread", behind_nginx("serve.py")),
+              launchers.gunicorn("--worker-class", "gthread", "--threads", str(GTHREAD_THREADS))),
+    Candidate("granian", f"granian, {WORKERS} workers × 1 blocking thread, TCP", launchers.granian_direct),
+    Candidate("waitress", f"waitress, 1 process × {WAITRESS_THREADS} threads",
+              launchers.waitress(WAITRESS_THREADS, WAITRESS_CONNECTIONS)),
+    Candidate("nginx-gunicorn", f"nginx + gunicorn, {WORKERS} sync workers",
+              launchers.behind_nginx("bench/nginx_gunicorn.py", "gunicorn")),
+    Candidate("serve", f"python serve.py: nginx + granian, {WORKERS} workers × 1 thread", launchers.production),
 )
-
-
-class Launched:
-    """A server process started from the repo root in a session of its own."""
-
-    def __init__(self, name, candidate, wsgi_app, database_url):
-        self.name = name
-        self.port = fixtures.free_port()
-        argv, extra = candidate.launch(self.port, wsgi_app)
-        env = {key: value for key, value in os.environ.items()
-               if key not in SERVER_SETTINGS and not key.startswith("GRANIAN_")}
-        env.update(extra, DATABASE_URL=database_url)
-        if wsgi_app.startswith("echo_app"):
-            env["PYTHONPATH"] = str(fixtures.REPO / "bench")
-        self.argv, self.env = argv, env
-        self.log_path = fixtures.DATA_DIR / f"servers-{name}.log"
-        self.process = None
-
-    def start(self, timeout=60):
-        """Start the server and return once GET /health answers 200."""
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.argv, cwd=fixtures.REPO, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        if not self.wait_healthy(timeout):
-            raise RuntimeError(f"{self.name} did not answer /health in {timeout} s:\n{self.log_tail()}")
-
-    def wait_healthy(self, timeout):
-        """Return whether /health answered 200 within timeout seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            seconds, _ = slowclients.timed_request(self.port, "GET", "/health", None, 200, 2.0)
-            if seconds is not None:
-                return True
-            time.sleep(0.1)
-        return False
-
-    def log_tail(self, lines=15):
-        """Return the end of the server's log."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout=25):
-        """Stop the server with SIGTERM, then SIGKILL whatever is left of its process group."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
 
 
 # -- Measurements -------------------------------------------------------------------------------------
@@ -185,7 +97,7 @@ class Outcome:
     """Everything measured for one candidate."""
 
     candidate: Candidate
-    api: Launched | None = None  # the API server, running from the POST rounds to the slow clients
+    api: launchers.Server | None = None  # the API server, running from the POST rounds to the slow clients
     post: load.LoadResult | None = None
     echo: load.LoadResult | None = None
     windows: dict = field(default_factory=dict)
@@ -241,8 +153,10 @@ def run_reader(server, settings, rows):
 def start_servers(outcome, database_url, settings, launched):
     """Start a candidate with the API and with the echo app and warm both up; return the echo server."""
     candidate = outcome.candidate
-    api = Launched(f"{candidate.key}-api", candidate, "app:app", database_url)
-    echo = Launched(f"{candidate.key}-echo", candidate, "echo_app:app", database_url)
+    api, echo = (launchers.new_server(f"{candidate.key}-{kind}", candidate.launch, wsgi_app, WORKERS,
+                                      log_path=fixtures.DATA_DIR / f"servers-{candidate.key}-{kind}.log",
+                                      DATABASE_URL=database_url, CANARY_AUTH="open")
+                 for kind, wsgi_app in (("api", "app:app"), ("echo", "echo_app:app")))
     launched += [api, echo]
     note(f"starting {candidate.label}")
     try:

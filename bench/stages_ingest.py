@@ -1,0 +1,148 @@
+"""Ingest stages: single-reading POSTs to several servers in alternating rounds, exactness, batch ingest."""
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import launchers
+import load
+from table import Row, load_figures, note
+
+
+@dataclass
+class Contender:
+    """A server in the single-POST rounds, the device it posts readings for, and the token it sends, if any."""
+
+    label: str
+    server: launchers.Server
+    device: str
+    token: str | None = None
+    results: list = field(default_factory=list)
+
+    def drive(self, seconds, use_wrk):
+        """POST single readings for `seconds` on 16 connections and return the load result."""
+        path = f"/devices/{self.device}/readings/"
+        if use_wrk:
+            return load.run_wrk(self.server.port, path, seconds, token=self.token)
+        headers = {**load.HEADERS, **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
+        return load.python_load(self.server.port, path, load.reading_body, seconds=seconds, headers=headers)
+
+
+def store_device_token(database, device):
+    """Store a new device token for `device` in the database, as `flask tokens create` would; return it."""
+    token = "cnry_" + secrets.token_urlsafe(32)
+    database.query("INSERT INTO tokens (digest, kind, device_uuid, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (hashlib.sha256(token.encode()).hexdigest(), "device", device, "benchmark", int(time.time())))
+    return token
+
+
+def alternate(contenders, settings, use_wrk):
+    """Warm every contender up, then give each the same rounds in turn, so that noise hits them all alike."""
+    for contender in contenders:
+        contender.drive(settings.warmup, use_wrk)
+    for round_number in range(1, settings.rounds + 1):
+        for contender in contenders:
+            note(f"single POST: {contender.label}, round {round_number} of {settings.rounds}, {settings.seconds} s")
+            result = contender.drive(settings.seconds, use_wrk)
+            note(f"  {result.rate:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                 f"{result.errors} errors")
+            contender.results.append(result)
+
+
+def bench_single_post(api, url, database, postgres_url, workers, settings, use_wrk):
+    """Compare single-reading POSTs to the production API with the echo app, gunicorn sync, tokens mode, PostgreSQL.
+
+    `api` is the running production server on `url`; the others run for this stage only: the bare
+    echo app through the production command, today's gunicorn sync set-up serving the same app on
+    the same database, the production command in tokens mode (each request sending a device token)
+    and, given `postgres_url`, the production command on PostgreSQL.
+    """
+    production = {"DATABASE_URL": url, "CANARY_AUTH": "open"}
+    others = {
+        "echo": launchers.new_server("echo", launchers.production, "echo_app:app", workers, **production),
+        "sync": launchers.new_server("gunicorn-sync", launchers.gunicorn_sync, "app:app", workers, **production),
+        "tokens": launchers.new_server("api-tokens", launchers.production, "app:app", workers,
+                                       DATABASE_URL=url, CANARY_AUTH="tokens"),
+    }
+    if postgres_url:
+        others["postgres"] = launchers.new_server("api-postgres", launchers.production, "app:app", workers,
+                                                  DATABASE_URL=postgres_url, CANARY_AUTH="open")
+    contenders = {
+        "api": Contender("readings API, production command", api, "bench-post"),
+        "echo": Contender("bare Flask echo, production command", others["echo"], "bench-post"),
+        "sync": Contender(f"readings API, gunicorn {workers} sync workers", others["sync"], "bench-post-sync"),
+        "tokens": Contender("readings API, tokens mode with a device token", others["tokens"], "bench-tokens",
+                            store_device_token(database, "bench-tokens")),
+    }
+    if postgres_url:
+        contenders["postgres"] = Contender("readings API on PostgreSQL, production command", others["postgres"],
+                                           "bench-post")
+    try:
+        for server in others.values():
+            server.start()
+        alternate(list(contenders.values()), settings, use_wrk)
+    finally:
+        for server in others.values():
+            server.stop()
+    results = {key: load.combine(contender.results) for key, contender in contenders.items()}
+    tool = "wrk" if use_wrk else "Python load generator"
+    return single_post_rows(results, contenders, f"{tool}, 16 connections, {settings.rounds} × {settings.seconds} s")
+
+
+def single_post_rows(results, contenders, load_shape):
+    """Return the single-POST rows: each server's figures, the ratios with their targets, and the errors."""
+    api, echo, sync, tokens = (results[key] for key in ("api", "echo", "sync", "tokens"))
+
+    def figures(key, target="", ok=None):
+        errors = results[key].errors
+        measured = load_figures(results[key]) + (f" · {errors:,} errors" if errors else "")
+        return Row(f"Single POST: {contenders[key].label} ({load_shape})", measured, target, ok)
+
+    rows = [
+        figures("api", "p99 ≤ 25 ms", api.p99_ms <= 25),
+        figures("echo"),
+        Row("Single POST: API / echo req/s", f"{api.rate / echo.rate:.0%}", "≥ 60%", api.rate >= 0.60 * echo.rate),
+        figures("sync"),
+        Row("Single POST: production command / gunicorn sync req/s", f"{api.rate / sync.rate:.2f}×", "≥ 1.5×",
+            api.rate >= 1.5 * sync.rate),
+        figures("tokens"),
+        Row("Single POST: tokens / open req/s", f"{tokens.rate / api.rate:.0%}", "≥ 90%",
+            tokens.rate >= 0.90 * api.rate),
+    ]
+    if "postgres" in results:
+        postgres = results["postgres"]
+        rows += [figures("postgres", "p99 ≤ 50 ms", postgres.p99_ms <= 50),
+                 Row("Single POST: PostgreSQL / SQLite req/s", f"{postgres.rate / api.rate:.0%}", "≥ 80%",
+                     postgres.rate >= 0.80 * api.rate)]
+    production = [key for key in results if key != "sync"]
+    errors = sum(results[key].errors for key in production)
+    requests = sum(results[key].requests for key in production)
+    rows.append(Row("Single POST: errors (production command)", f"{errors:,} of {requests:,} requests", "0",
+                    errors == 0))
+    return rows
+
+
+def bench_exactness(api, database, settings):
+    """POST a fixed number of readings to a fresh device and compare 201s with stored rows."""
+    note(f"exactness: {settings.exact_posts:,} POSTs on 16 connections")
+    result = load.python_load(api.port, "/devices/bench-exact/readings/", load.reading_body,
+                              total=settings.exact_posts)
+    stored = database.query("SELECT COUNT(*) FROM readings WHERE device_uuid = ?", ("bench-exact",))[0][0]
+    same = stored == result.ok
+    return [Row(f"Exactness: {settings.exact_posts:,} POSTs, 16 connections",
+                f"{result.ok:,} × 201, {stored:,} stored ({'equal' if same else 'DIFFERENT'}), "
+                f"{result.errors} errors",
+                "stored = 201s, 0 errors", same and result.errors == 0)]
+
+
+def bench_batch(api, database, settings, clients=4):
+    """POST arrays of 1,000 readings from several clients and report readings per second."""
+    note(f"batch ingest: {settings.batches} POSTs of 1,000 readings from {clients} clients")
+    result = load.python_load(api.port, "/devices/bench-batch/readings/", load.batch_body,
+                              connections=clients, total=settings.batches)
+    stored = database.query("SELECT COUNT(*) FROM readings WHERE device_uuid = ?", ("bench-batch",))[0][0]
+    rate = result.ok * 1000 / result.seconds
+    return [Row(f"Batch ingest: 1,000 readings per POST, {clients} clients",
+                f"{rate:,.0f} readings/s ({stored:,} readings stored in {result.seconds:.1f} s, "
+                f"{result.errors} errors)",
+                "≥ 40,000 readings/s", rate >= 40_000 and result.errors == 0 and stored == result.ok * 1000)]
