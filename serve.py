@@ -41,14 +41,15 @@ def app_settings(environ):
 
 
 def worker_threads(environ, settings):
-    """Return the app threads per worker: WEB_THREADS, else one per expected commit in flight.
+    """Return the app threads per worker: WEB_THREADS, else 2 on SQLite and 8 on PostgreSQL.
 
-    On SQLite writers take turns, so one thread per process is fastest; on PostgreSQL concurrent
-    single-reading POSTs share commits, which takes several threads per process.
+    On SQLite writers take turns, so more threads only contend for the GIL; the second one keeps a
+    worker answering while its other thread builds a long listing or summary. On PostgreSQL
+    concurrent single-reading POSTs share commits, which takes several threads per process.
     """
     if environ.get("WEB_THREADS"):
         return int(environ["WEB_THREADS"])
-    return 1 if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else 8
+    return 2 if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else 8
 
 
 def app_socket(runtime):

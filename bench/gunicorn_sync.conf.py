@@ -1,9 +1,9 @@
-"""gunicorn settings of the benchmark's gunicorn servers and the process tests (2 sync workers by default).
+"""gunicorn settings of the benchmark's gunicorn servers (one sync worker per core by default).
 
     gunicorn -c bench/gunicorn_sync.conf.py app:app
 
 Not the production set-up (that is `python serve.py`): the yardstick the production server is
-measured against, and a plain multi-process server for the concurrency tests.
+measured against, as the service was served before it.
 """
 import multiprocessing
 import os

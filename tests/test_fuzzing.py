@@ -167,7 +167,7 @@ GATEWAY_READING = {"device_uuid": "0", "type": "humidity", "value": 0}
 @pytest.mark.parametrize(
     "method, path, parameters, query, body, status",
     [
-        # An open server (the default) takes requests without a token; the document makes it optional there.
+        # An open server (the testing default) takes requests without a token; the document makes it optional there.
         ("POST", "/readings/", {}, None, [GATEWAY_READING], 201),
         ("GET", "/devices/{device_uuid}/readings/", {"device_uuid": "0"}, {"type": "temperature"}, None, 200),
         # start after end is a 422 the schema cannot state; the parameter's description states it.

@@ -92,7 +92,7 @@ def collect(results):
     return [reading for readings, _ in results for reading in readings]
 
 
-# -- SQLite: several writer processes through gunicorn's workers, one database file ------------------
+# -- SQLite: several writer processes through the production server's workers, one database file -------------
 
 
 def test_sqlite_concurrent_writers_store_every_reading_once(production, tmp_path):
