@@ -44,7 +44,7 @@ class Settings:
     read_seconds: int  # the slow reader takes at least this long over the whole listing
 
 
-FULL = Settings(seconds=10, rounds=3, warmup=2, exact_posts=20_000, batches=400, metric_requests=20,
+FULL = Settings(seconds=10, rounds=5, warmup=2, exact_posts=20_000, batches=400, metric_requests=20,
                 probe_seconds=15, read_seconds=90)
 QUICK = Settings(seconds=3, rounds=1, warmup=1, exact_posts=2_000, batches=40, metric_requests=5,
                  probe_seconds=5, read_seconds=10)

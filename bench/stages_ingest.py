@@ -37,11 +37,15 @@ def store_device_token(database, device):
 
 
 def alternate(contenders, settings, use_wrk):
-    """Warm every contender up, then give each the same rounds in turn, so that noise hits them all alike."""
+    """Warm every contender up, then give each the same rounds in turn, so that noise hits them all alike.
+
+    Each round starts one contender later than the last, so that none always follows the same one.
+    """
     for contender in contenders:
         contender.drive(settings.warmup, use_wrk)
     for round_number in range(1, settings.rounds + 1):
-        for contender in contenders:
+        shift = (round_number - 1) % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
             note(f"single POST: {contender.label}, round {round_number} of {settings.rounds}, {settings.seconds} s")
             result = contender.drive(settings.seconds, use_wrk)
             note(f"  {result.rate:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
