@@ -8,16 +8,11 @@ production command on PostgreSQL (whose readings table is likewise recreated) to
 single-POST rounds.
 """
 import argparse
-import datetime
 import os
-import platform
 import signal
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
-from pathlib import Path
 
 import fixtures
 import launchers
@@ -25,7 +20,7 @@ import load
 import stages_ingest
 import stages_queries
 import stages_safety
-from table import note, render
+from table import machine, note, now, render, version
 
 READINGS = 1_000_000
 
@@ -50,24 +45,12 @@ QUICK = Settings(seconds=3, rounds=1, warmup=1, exact_posts=2_000, batches=40, m
                  probe_seconds=5, read_seconds=10)
 
 
-def version(package):
-    """Return an installed package's version, or '?'."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
 def machine_line(database_versions, workers, use_wrk, load_average):
     """Describe the machine, the software and the set-up the figures come from."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    return (f"Machine: {cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
-            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; database: "
+    return (f"Machine: {machine()}; database: "
             f"{' and '.join(database_versions)}; server: python serve.py (nginx + granian {version('granian')}) "
             f"with WEB_CONCURRENCY={workers}, against gunicorn {version('gunicorn')} with {workers} sync workers; "
-            f"load: {'wrk' if use_wrk else 'Python load generator'}; load average {load_average:.2f} at start; {when}")
+            f"load: {'wrk' if use_wrk else 'Python load generator'}; load average {load_average:.2f} at start; {now()}")
 
 
 def is_postgres(url):

@@ -8,23 +8,19 @@ slow-body clients are connected, and a slow reader of a long listing. Every serv
 repo root in its own session on a free port and is stopped, with its whole process group, after.
 """
 import argparse
-import datetime
 import math
 import os
-import platform
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
-from pathlib import Path
 
 import fixtures
 import launchers
 import load
 import slowclients
+from table import machine, note, now, version
 
 POST_PATH = "/devices/bench-post/readings/"
 WORKERS = 2
@@ -104,11 +100,6 @@ class Outcome:
     reader: slowclients.ReadResult | None = None
     reader_probe: slowclients.ProbeResult | None = None
     error: str | None = None
-
-
-def note(message):
-    """Report progress on stderr, keeping stdout for the results."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def windows_for(settings):
@@ -356,25 +347,13 @@ def details(outcomes, rows):
     return "\n".join(lines)
 
 
-def version(package):
-    """Return an installed package's version, or '?'."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
 def machine_line(load_start, load_end):
     """Describe the machine, the software and the load the figures come from."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
-    when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    return (f"Machine: {cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python "
-            f"{platform.python_version()}, SQLite {sqlite3.sqlite_version} (file in WAL mode); gunicorn "
+    return (f"Machine: {machine()} (file in WAL mode); gunicorn "
             f"{version('gunicorn')}, granian {version('granian')}, waitress {version('waitress')}, nginx {nginx}; "
             f"load: wrk, 2 threads, 16 connections; load average {load_start:.2f} at start, "
-            f"{load_end:.2f} at the end; {when}")
+            f"{load_end:.2f} at the end; {now()}")
 
 
 def method_note(settings):

@@ -1,6 +1,12 @@
-"""The results of bench/run.py: a row per figure, the markdown table of them, and progress notes."""
+"""The results of the benchmarks: a row per figure, the markdown table of them, progress notes and the machine line."""
+import datetime
+import os
+import platform
+import sqlite3
 import sys
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 
 
 @dataclass
@@ -41,3 +47,24 @@ def render(rows, with_targets):
     lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths)) + " |" for line in table]
     lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
     return "\n".join(lines)
+
+
+def version(package):
+    """Return an installed package's version, or '?'."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def machine():
+    """Describe the machine: its CPU and cores, Linux, Python and SQLite."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}, "
+            f"SQLite {sqlite3.sqlite_version}")
+
+
+def now():
+    """Return the local date and time to the minute, with its zone."""
+    return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
