@@ -3,7 +3,9 @@
     python serve.py
 
 nginx (nginx.conf) takes the public address, reads each request whole and buffers each response,
-so slow clients never hold an app thread; granian runs the app on a Unix socket only nginx uses.
+so slow clients never hold an app thread. Each app worker is a granian process of its own on a Unix
+socket of its own, and nginx hands each request to the worker with the fewest requests in hand, so
+a worker busy with a long listing or summary gets no new requests while another is free.
 Settings come from the environment: BIND (host:port) or PORT, WEB_CONCURRENCY, WEB_THREADS,
 ACCESS_LOG, WSGI_APP (default app:app), and every setting the app itself reads (DATABASE_URL,
 CANARY_AUTH, MAX_BATCH, ...).
@@ -40,21 +42,25 @@ def app_settings(environ):
     return settings
 
 
-def worker_threads(environ, settings):
-    """Return the app threads per worker: WEB_THREADS, else 2 on SQLite and 8 on PostgreSQL.
+def worker_count(environ):
+    """Return the number of app worker processes: WEB_CONCURRENCY, else one per CPU."""
+    return int(environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 
-    On SQLite writers take turns, so more threads only contend for the GIL; the second one keeps a
-    worker answering while its other thread builds a long listing or summary. On PostgreSQL
+
+def worker_threads(environ, settings):
+    """Return the app threads per worker: WEB_THREADS, else 1 on SQLite and 8 on PostgreSQL.
+
+    On SQLite writers take turns, so more threads only contend for the GIL. On PostgreSQL
     concurrent single-reading POSTs share commits, which takes several threads per process.
     """
     if environ.get("WEB_THREADS"):
         return int(environ["WEB_THREADS"])
-    return 2 if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else 8
+    return 1 if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else 8
 
 
-def app_socket(runtime):
-    """Return the Unix socket the app listens on and nginx forwards to."""
-    return runtime / "app.sock"
+def app_socket(runtime, index=0):
+    """Return the Unix socket of one app server, which nginx forwards to."""
+    return runtime / f"app-{index}.sock"
 
 
 def find_nginx():
@@ -62,12 +68,12 @@ def find_nginx():
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-def nginx_config(environ, settings, runtime):
+def nginx_config(environ, settings, runtime, sockets):
     """Return nginx.conf with this run's address, socket, limits and paths filled in."""
     access_log = environ.get("ACCESS_LOG")
     values = {
         "LISTEN": listen_address(environ),
-        "SOCKET": str(app_socket(runtime)),
+        "SERVERS": "\n".join(f"        server unix:{socket};" for socket in sockets).strip(),
         "RUNTIME": str(runtime),
         "MAX_BODY": str(max(settings["MAX_CONTENT_LENGTH"], settings["MAX_BATCH_CONTENT_LENGTH"])),
         "ACCESS_LOG": "off" if not access_log else ("/dev/stdout" if access_log == "-" else access_log),
@@ -78,19 +84,18 @@ def nginx_config(environ, settings, runtime):
     return text
 
 
-def granian_command(environ, settings, runtime):
-    """Return the command that starts granian's workers on the runtime's Unix socket."""
-    workers = int(environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
-    return [
+def granian_commands(environ, settings, runtime):
+    """Return one granian command per worker, each on a Unix socket of its own, with its socket."""
+    return [([
         sys.executable, "-m", "granian", environ.get("WSGI_APP") or "app:app",
         "--interface", "wsgi",
-        "--uds", str(app_socket(runtime)), "--uds-permissions", "0666",
-        "--workers", str(workers),
+        "--uds", str(app_socket(runtime, index)), "--uds-permissions", "0666",
+        "--workers", "1",
         "--blocking-threads", str(worker_threads(environ, settings)),
         "--respawn-failed-workers",
         "--workers-kill-timeout", str(STOP_TIMEOUT // 2),
         "--log-level", "warning",
-    ]
+    ], app_socket(runtime, index)) for index in range(worker_count(environ))]
 
 
 def wait_for_socket(path, process, timeout):
@@ -123,11 +128,11 @@ def stop(process, signum):
     process.wait()
 
 
-def main(app_command=granian_command, app_name="granian"):
-    """Start the app (granian unless told otherwise), then nginx in front of it; run until told to stop.
+def main(app_commands=granian_commands, app_name="granian"):
+    """Start the app servers (granian unless told otherwise), then nginx in front; run until told to stop.
 
-    `app_command(environ, settings, runtime)` returns the command line of an app server that
-    listens on app_socket(runtime).
+    `app_commands(environ, settings, runtime)` returns (command line, Unix socket) pairs: each
+    command starts an app server that listens on its socket in the runtime folder.
     """
     nginx = find_nginx()
     if nginx is None:
@@ -139,17 +144,22 @@ def main(app_command=granian_command, app_name="granian"):
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda signum, frame: stopping.append(signum))
-    app = front = None
+    apps, front = [], None
     try:
         # Each in a process group of its own, so that stopping one also stops whatever it left behind.
-        app = subprocess.Popen(app_command(environ, settings, runtime), cwd=ROOT, process_group=0)
-        wait_for_socket(app_socket(runtime), app, START_TIMEOUT)
-        (runtime / "nginx.conf").write_text(nginx_config(environ, settings, runtime))
+        commands = app_commands(environ, settings, runtime)
+        for command, _ in commands:
+            apps.append(subprocess.Popen(command, cwd=ROOT, process_group=0))
+        for app, (_, path) in zip(apps, commands):
+            wait_for_socket(path, app, START_TIMEOUT)
+        sockets = [path for _, path in commands]
+        (runtime / "nginx.conf").write_text(nginx_config(environ, settings, runtime, sockets))
         front = subprocess.Popen([nginx, "-p", str(runtime), "-c", str(runtime / "nginx.conf"),
                                   "-g", "daemon off;"], process_group=0)
-        print(f"serve: listening on http://{listen_address(environ)} (nginx, pid {front.pid}) "
-              f"in front of {app_name} (pid {app.pid}); runtime files in {runtime}", file=sys.stderr, flush=True)
-        while not stopping and app.poll() is None and front.poll() is None:
+        print(f"serve: listening on http://{listen_address(environ)} (nginx, pid {front.pid}) in front of "
+              f"{app_name} (pids {', '.join(str(app.pid) for app in apps)}); runtime files in {runtime}",
+              file=sys.stderr, flush=True)
+        while not stopping and front.poll() is None and all(app.poll() is None for app in apps):
             time.sleep(0.2)
         if not stopping:
             failed = "nginx" if front.poll() is not None else "the app"
@@ -159,7 +169,10 @@ def main(app_command=granian_command, app_name="granian"):
     finally:
         if front is not None:
             stop(front, signal.SIGQUIT)  # graceful: finish the requests in flight
-        if app is not None:
+        for app in apps:
+            if app.poll() is None:
+                app.send_signal(signal.SIGTERM)  # all at once, so that they stop in parallel
+        for app in apps:
             stop(app, signal.SIGTERM)
         shutil.rmtree(runtime, ignore_errors=True)
 

@@ -16,11 +16,12 @@ import serve  # noqa: E402  (needs the repo root on the path)
 GUNICORN_CONFIG = ROOT / "bench" / "gunicorn_sync.conf.py"
 
 
-def gunicorn_command(environ, settings, runtime):
-    """Return the command that starts gunicorn's sync workers on serve.py's Unix socket."""
-    return [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG),
-            "--bind", f"unix:{serve.app_socket(runtime)}", environ.get("WSGI_APP") or "app:app"]
+def gunicorn_commands(environ, settings, runtime):
+    """Return the command that starts gunicorn's sync workers on one Unix socket, with that socket."""
+    socket = serve.app_socket(runtime)
+    return [([sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG),
+              "--bind", f"unix:{socket}", environ.get("WSGI_APP") or "app:app"], socket)]
 
 
 if __name__ == "__main__":
-    sys.exit(serve.main(gunicorn_command, "gunicorn"))
+    sys.exit(serve.main(gunicorn_commands, "gunicorn"))

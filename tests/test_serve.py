@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_serve_answers_on_bind_and_stops_cleanly_on_sigterm(production, tmp_path
     status, listing, _ = call(server.port, "GET", f"/devices/{device}/readings/")
     assert (status, listing) == (200, [{**READING, "device_uuid": device}])
     runtime, pids = server.runtime_dir(), server.processes()
-    assert len(pids) >= 5  # the launcher, granian's master and 2 workers, nginx's master and worker
+    assert len(pids) >= 7  # the launcher, 2 granian masters with a worker each, nginx's master and worker
     assert server.stop() == 0
     assert server.processes() == [] and not runtime.exists()
     assert "Traceback" not in server.log()
@@ -55,6 +56,27 @@ def test_serve_stops_the_app_when_nginx_dies(production, tmp_path):
     while server.processes() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.processes() == []
+
+
+def test_serve_routes_around_a_busy_worker(production, tmp_path):
+    server = production(f"sqlite:///{tmp_path}/busy.db", workers=2)
+    busy = server.app_workers()[0]
+    os.kill(busy, signal.SIGSTOP)  # takes requests, answers none, as while it builds a long listing
+    try:
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            answers = []
+            for _ in range(10):
+                answers.append(pool.submit(call, server.port, "GET", "/health", timeout=60))
+                time.sleep(0.05)  # one at a time, so that nginx counts the stalled worker's request
+            deadline = time.monotonic() + 10
+            while sum(answer.done() for answer in answers) < 9 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            answered = [answer.result()[0] for answer in answers if answer.done()]
+            assert len(answered) >= 9 and set(answered) == {200}
+            os.kill(busy, signal.SIGCONT)
+            assert [answer.result()[0] for answer in answers] == [200] * 10
+    finally:
+        os.kill(busy, signal.SIGCONT)
 
 
 def head(method, target, *headers, version=b"HTTP/1.1"):
@@ -101,7 +123,8 @@ def test_large_but_allowed_headers_reach_the_app(server):
 
 def test_app_unavailable_behind_nginx_is_json_503(production, tmp_path):
     server = production(f"sqlite:///{tmp_path}/gone.db")
-    (server.runtime_dir() / "app.sock").unlink()  # nginx can no longer reach the app
+    for socket in server.runtime_dir().glob("app-*.sock"):
+        socket.unlink()  # nginx can no longer reach the app
     nginx_master = min(pid for pid in server.processes() if b"nginx" in Path(f"/proc/{pid}/cmdline").read_bytes())
     os.kill(nginx_master, signal.SIGHUP)  # new nginx workers, without the open connections to the app
     time.sleep(1)
