@@ -26,6 +26,20 @@ from writes import create_schema, insert_reading, insert_readings
 
 bp = Blueprint("readings", __name__)
 
+
+class BufferedResponse(Response):
+    """A response whose body, when already whole in memory, goes to the server as one bytes object."""
+
+    def get_app_iter(self, environ):
+        """Return a list of one bytes object for a buffered body; a streamed body as Flask streams it."""
+        app_iter = super().get_app_iter(environ)
+        if not self.is_sequence or self.direct_passthrough:
+            return app_iter
+        try:
+            return [b"".join(app_iter)]
+        finally:
+            app_iter.close()
+
 ROLES = {"all": None, "ingest": "query", "query": "ingest"}  # role -> the kind of route it refuses
 WRITE_ENDPOINTS = {"readings.create_device_readings", "readings.create_readings"}
 READ_ENDPOINTS = {
@@ -129,6 +143,7 @@ BLUEPRINTS = (bp, aggregates.bp, openapi.bp, tokens_cli.bp, dashboard.bp)
 def create_app(test_config=None):
     """Create the application, choosing its configuration from the environment."""
     app = Flask(__name__, static_folder=None)  # the dashboard serves its own files, under /dashboard/
+    app.response_class = BufferedResponse
     app.config.from_object(select_config())
     app.config.update(environment_overrides())
     if test_config:

@@ -345,3 +345,29 @@ def test_slow_listing_holds_no_snapshot_between_pages(tmp_path, device):
     assert [r["date_created"] for r in listed[:1000]] == list(range(1000))
     with application.app_context():
         db.engine.dispose()
+
+
+def wsgi_call(app, method, path, body=None):
+    """Call the app as a WSGI server would; return the status line and the response iterable."""
+    from werkzeug.test import EnvironBuilder
+
+    statuses = []
+    environ = EnvironBuilder(method=method, path=path, data=body, content_type="application/json").get_environ()
+    return statuses, app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+
+
+def test_whole_response_reaches_the_server_as_one_bytes_object(app, device):
+    statuses, body = wsgi_call(app, "POST", url(device), json.dumps(READINGS[0]))
+    assert statuses == ["201 CREATED"]
+    assert isinstance(body, list) and len(body) == 1
+    assert json.loads(body[0]) == full(device, READINGS[0])
+
+
+def test_listing_response_stays_streamed(app, client, device):
+    assert post(client, device, READINGS).status_code == 201
+    statuses, body = wsgi_call(app, "GET", url(device))
+    assert statuses == ["200 OK"] and not isinstance(body, list)
+    try:
+        assert json.loads(b"".join(body)) == by_date(device, READINGS)
+    finally:
+        body.close()
