@@ -14,7 +14,7 @@ from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access, check
 from configmodule import database_uri, environment_overrides, select_config
 from errors import register_error_handlers
 from models import READING_KEYS, check_readings_table, configure_engine, db, stream_readings
-from parsing import load_batch, load_filters, parse_json_body
+from parsing import load_batch, load_filters, load_valid_reading, parse_json_body
 from schemas import (
     DeviceReadingSchema,
     ListingQuerySchema,
@@ -70,12 +70,15 @@ def refuse_other_role():
 def create_device_readings(device_uuid):
     """Store one reading (a JSON object) or a batch (a JSON array) for a device."""
     device_uuid = load_device_uuid(device_uuid)
-    body = parse_json_body(required=True)
-    if isinstance(body, list):
-        readings = load_batch(_device_batch_schema, body)
-        insert_readings([{**reading, "device_uuid": device_uuid} for reading in readings])
-        return {"count": len(readings)}, 201
-    reading = {**_reading_schema.load(body), "device_uuid": device_uuid}
+    reading = load_valid_reading()
+    if reading is None:
+        body = parse_json_body(required=True)
+        if isinstance(body, list):
+            readings = load_batch(_device_batch_schema, body)
+            insert_readings([{**reading, "device_uuid": device_uuid} for reading in readings])
+            return {"count": len(readings)}, 201
+        reading = _reading_schema.load(body)
+    reading["device_uuid"] = device_uuid
     insert_reading(reading)
     return {key: reading[key] for key in READING_KEYS}, 201
 

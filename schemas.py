@@ -11,6 +11,7 @@ from buckets import Interval
 READING_TYPES = ("temperature", "humidity")
 DEVICE_UUID_PATTERN = r"\A[A-Za-z0-9_.:-]{1,64}\Z"
 MAX_EPOCH_SECONDS = 2**63 - 1  # the largest value a 64-bit INTEGER/BIGINT column holds
+VALUE_RANGE = (0, 100)  # a reading's value, inclusive
 
 _device_uuid = validate.Regexp(
     DEVICE_UUID_PATTERN,
@@ -22,7 +23,8 @@ _epoch_seconds = validate.Range(0, MAX_EPOCH_SECONDS, error="Must be epoch secon
 _integer_error = {"invalid": "Must be a JSON integer."}
 
 
-def _now():
+def now_epoch_seconds():
+    """Return the current time in whole epoch seconds, the date of a reading posted without one."""
     return int(time.time())
 
 
@@ -95,10 +97,10 @@ class ReadingSchema(Schema):
 
     type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
     value = fields.Integer(
-        strict=True, required=True, validate=validate.Range(0, 100), error_messages=_integer_error
+        strict=True, required=True, validate=validate.Range(*VALUE_RANGE), error_messages=_integer_error
     )
     date_created = fields.Integer(
-        strict=True, load_default=_now, validate=_epoch_seconds, error_messages=_integer_error
+        strict=True, load_default=now_epoch_seconds, validate=_epoch_seconds, error_messages=_integer_error
     )
 
 

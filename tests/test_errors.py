@@ -31,7 +31,8 @@ def assert_error(response, code):
 @pytest.mark.parametrize(
     "raw",
     ["{", '{"type": "temperature", "value": 5', "{'type': 'temperature', 'value': 5}", "type=temperature&value=5",
-     "", "   ", '{"type": "temperature", "value": 05}', b"\xff\xfe{}", "[" * 10000, '{"a":' * 10000],
+     "", "   ", '{"type": "temperature", "value": 05}', b"\xff\xfe{}", "[" * 10000, '{"a":' * 10000,
+     b'{"type": "temper\xffature", "value": 5}'],
 )
 @pytest.mark.parametrize("path", ["/devices/dev-1/readings/", "/readings/"])
 def test_malformed_json_post_is_400(client, stored_count, raw, path):
