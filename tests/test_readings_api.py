@@ -353,12 +353,14 @@ def wsgi_call(app, method, path, body=None):
 
     statuses = []
     environ = EnvironBuilder(method=method, path=path, data=body, content_type="application/json").get_environ()
-    return statuses, app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    return statuses, app(environ, lambda status, headers, exc_info=None: statuses.append((status, dict(headers))))
 
 
 def test_whole_response_reaches_the_server_as_one_bytes_object(app, device):
     statuses, body = wsgi_call(app, "POST", url(device), json.dumps(READINGS[0]))
-    assert statuses == ["201 CREATED"]
+    [(status, headers)] = statuses
+    assert (status, headers["Content-Type"]) == ("201 CREATED", "application/json")
+    assert int(headers["Content-Length"]) == len(body[0])
     assert isinstance(body, list) and len(body) == 1
     assert json.loads(body[0]) == full(device, READINGS[0])
 
@@ -366,7 +368,7 @@ def test_whole_response_reaches_the_server_as_one_bytes_object(app, device):
 def test_listing_response_stays_streamed(app, client, device):
     assert post(client, device, READINGS).status_code == 201
     statuses, body = wsgi_call(app, "GET", url(device))
-    assert statuses == ["200 OK"] and not isinstance(body, list)
+    assert [status for status, _ in statuses] == ["200 OK"] and not isinstance(body, list)
     try:
         assert json.loads(b"".join(body)) == by_date(device, READINGS)
     finally:
