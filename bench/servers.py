@@ -70,7 +70,8 @@ CANDIDATES = (
               launchers.waitress(WAITRESS_THREADS, WAITRESS_CONNECTIONS)),
     Candidate("nginx-gunicorn", f"nginx + gunicorn, {WORKERS} sync workers",
               launchers.behind_nginx("bench/nginx_gunicorn.py", "gunicorn")),
-    Candidate("serve", f"python serve.py: nginx + granian, {WORKERS} workers × 2 threads", launchers.production),
+    Candidate("serve", f"python serve.py: nginx (least_conn) + granian, {WORKERS} workers × 1 thread",
+              launchers.production),
 )
 
 
