@@ -86,16 +86,17 @@ def nginx_config(environ, settings, runtime, sockets):
 
 def granian_commands(environ, settings, runtime):
     """Return one granian command per worker, each on a Unix socket of its own, with its socket."""
+    sockets = [app_socket(runtime, index) for index in range(worker_count(environ))]
     return [([
         sys.executable, "-m", "granian", environ.get("WSGI_APP") or "app:app",
         "--interface", "wsgi",
-        "--uds", str(app_socket(runtime, index)), "--uds-permissions", "0666",
+        "--uds", str(socket), "--uds-permissions", "0666",
         "--workers", "1",
         "--blocking-threads", str(worker_threads(environ, settings)),
         "--respawn-failed-workers",
         "--workers-kill-timeout", str(STOP_TIMEOUT // 2),
         "--log-level", "warning",
-    ], app_socket(runtime, index)) for index in range(worker_count(environ))]
+    ], socket) for socket in sockets]
 
 
 def wait_for_socket(path, process, timeout):
