@@ -67,6 +67,9 @@ def test_year_chart_is_right_and_its_first_paint_is_reported(browser, server, re
         watched = WatchedPage(browser.new_page(), server.port)
         try:
             open_view(watched, f"/dashboard/devices/{DEVICE}/?range=year")
+            # The page marks a paint in the frame after it, which may come after the "ready" state.
+            watched.page.wait_for_function(" && ".join(
+                f"performance.getEntriesByName('canary:{name}-painted').length > 0" for name in painted))
             for name, times in painted.items():
                 times += watched.page.evaluate(f"performance.getEntriesByName('canary:{name}-painted')"
                                                ".map(entry => entry.startTime)")
