@@ -129,11 +129,12 @@ def stop(process, signum):
     process.wait()
 
 
-def main(app_commands=granian_commands, app_name="granian"):
+def main(app_commands=granian_commands, app_name="granian", front_config=nginx_config):
     """Start the app servers (granian unless told otherwise), then nginx in front; run until told to stop.
 
     `app_commands(environ, settings, runtime)` returns (command line, Unix socket) pairs: each
     command starts an app server that listens on its socket in the runtime folder.
+    `front_config(environ, settings, runtime, sockets)` returns nginx's configuration for them.
     """
     nginx = find_nginx()
     if nginx is None:
@@ -154,7 +155,7 @@ def main(app_commands=granian_commands, app_name="granian"):
         for app, (_, path) in zip(apps, commands):
             wait_for_socket(path, app, START_TIMEOUT)
         sockets = [path for _, path in commands]
-        (runtime / "nginx.conf").write_text(nginx_config(environ, settings, runtime, sockets))
+        (runtime / "nginx.conf").write_text(front_config(environ, settings, runtime, sockets))
         front = subprocess.Popen([nginx, "-p", str(runtime), "-c", str(runtime / "nginx.conf"),
                                   "-g", "daemon off;"], process_group=0)
         print(f"serve: listening on http://{listen_address(environ)} (nginx, pid {front.pid}) in front of "

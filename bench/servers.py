@@ -70,6 +70,8 @@ CANDIDATES = (
               launchers.waitress(WAITRESS_THREADS, WAITRESS_CONNECTIONS)),
     Candidate("nginx-gunicorn", f"nginx + gunicorn, {WORKERS} sync workers",
               launchers.behind_nginx("bench/nginx_gunicorn.py", "gunicorn")),
+    Candidate("nginx-uwsgi", f"nginx (least_conn) + uWSGI, uwsgi protocol, {WORKERS} workers × 1 thread",
+              launchers.behind_nginx("bench/nginx_uwsgi.py", None)),
     Candidate("serve", f"python serve.py: nginx (least_conn) + granian, {WORKERS} workers × 1 thread",
               launchers.production),
 )
@@ -352,7 +354,7 @@ def machine_line(load_start, load_end):
     """Describe the machine, the software and the load the figures come from."""
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
     return (f"Machine: {machine()} (file in WAL mode); gunicorn "
-            f"{version('gunicorn')}, granian {version('granian')}, waitress {version('waitress')}, nginx {nginx}; "
+            f"{version('gunicorn')}, granian {version('granian')}, waitress {version('waitress')}, uWSGI {version('pyuwsgi')}, nginx {nginx}; "
             f"load: wrk, 2 threads, 16 connections; load average {load_start:.2f} at start, "
             f"{load_end:.2f} at the end; {now()}")
 
