@@ -51,10 +51,13 @@ def load_valid_reading():
 def parse_json_body(required):
     """Return the request body parsed as JSON whatever its Content-Type, or NO_BODY if empty."""
     data = request_body()
-    if not data.strip():
+    if not data:
         if required:
             abort(400, "The request body is empty; send a JSON object.")
         return NO_BODY
+    if not data.strip():  # whitespace alone is no JSON document, and not "no body" either
+        abort(400, "The request body holds only whitespace, which is not JSON; send a JSON object"
+                   + ("." if required else ", or no body."))
     # Parsed JSON takes up to 35 times its size in memory; counting the places where a value can
     # start bounds that before anything is built. Valid batches need at most 5 per reading.
     budget = JSON_VALUES_PER_READING * current_app.config["MAX_BATCH"]

@@ -40,7 +40,7 @@ def test_malformed_json_post_is_400(client, stored_count, raw, path):
     assert stored_count() == 0
 
 
-@pytest.mark.parametrize("raw", ["{", "[" * 10000, "{'start': 1}", "nope"])
+@pytest.mark.parametrize("raw", ["{", "[" * 10000, "{'start': 1}", "nope", "\n", " \t\r\n"])
 @pytest.mark.parametrize("path", READ_PATHS)
 def test_malformed_json_filters_are_400(client, raw, path):
     assert_error(client.get(path, query_string={"type": "temperature"}, data=raw), 400)
