@@ -63,6 +63,11 @@ def app_socket(runtime, index=0):
     return runtime / f"app-{index}.sock"
 
 
+def worker_sockets(environ, runtime):
+    """Return the Unix sockets of the app workers, one per worker."""
+    return [app_socket(runtime, index) for index in range(worker_count(environ))]
+
+
 def find_nginx():
     """Return the path of the nginx executable, or None when nginx is not installed."""
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
@@ -86,7 +91,6 @@ def nginx_config(environ, settings, runtime, sockets):
 
 def granian_commands(environ, settings, runtime):
     """Return one granian command per worker, each on a Unix socket of its own, with its socket."""
-    sockets = [app_socket(runtime, index) for index in range(worker_count(environ))]
     return [([
         sys.executable, "-m", "granian", environ.get("WSGI_APP") or "app:app",
         "--interface", "wsgi",
@@ -96,7 +100,7 @@ def granian_commands(environ, settings, runtime):
         "--respawn-failed-workers",
         "--workers-kill-timeout", str(STOP_TIMEOUT // 2),
         "--log-level", "warning",
-    ], socket) for socket in sockets]
+    ], socket) for socket in worker_sockets(environ, runtime)]
 
 
 def wait_for_socket(path, process, timeout):

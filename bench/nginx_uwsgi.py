@@ -63,14 +63,13 @@ def uwsgi_commands(environ, settings, runtime):
     executable = Path(sys.executable).with_name("uwsgi")
     if not executable.exists():
         raise SystemExit(f"nginx_uwsgi: {executable} is missing; install requirements.txt (pyuwsgi)")
-    sockets = [serve.app_socket(runtime, index) for index in range(serve.worker_count(environ))]
     return [([
         str(executable), "--strict", "--master", "--processes", "1",
         "--threads", str(serve.worker_threads(environ, settings)), "--enable-threads",
         "--lazy-apps", "--single-interpreter", "--need-app", "--die-on-term", "--disable-logging",
         "--socket", str(socket), "--chmod-socket=666", "--listen", "1024", "--buffer-size", "65535",
         "--pythonpath", str(ROOT), "--module", environ.get("WSGI_APP") or "app:app",
-    ], socket) for socket in sockets]
+    ], socket) for socket in serve.worker_sockets(environ, runtime)]
 
 
 if __name__ == "__main__":
