@@ -6,11 +6,13 @@ launcher into a Server: started from the repo root in a session of its own, read
 answers, stopped with every process it started.
 """
 import http.client
+import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,8 @@ DATA_DIR = BENCH / "data"
 PYTHON = sys.executable
 HOST = "127.0.0.1"
 GUNICORN_CONFIG = BENCH / "gunicorn_sync.conf.py"
+# The service as it was before its production launcher: `gunicorn app:app`, 2 sync workers.
+FIRST_RELEASE = "55a73e1dc9059de1644eed358cc1881dd3419021"
 # Settings the servers read from the environment; each server gets them explicitly, never inherited.
 SERVER_SETTINGS = {"DATABASE_URL", "BIND", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WSGI_APP", "ACCESS_LOG",
                    "CANARY_ROLE", "CANARY_AUTH", "MAX_BATCH", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH",
@@ -60,6 +64,26 @@ def gunicorn(*options):
 
 
 gunicorn_sync = gunicorn()  # the server before the production command: gunicorn's sync workers
+
+
+def first_release_source():
+    """Return a folder holding the source of FIRST_RELEASE, extracted from the repo's history once."""
+    folder = DATA_DIR / f"first-release-{FIRST_RELEASE[:12]}"
+    if not (folder / "app.py").exists():
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", FIRST_RELEASE], capture_output=True)
+        if archive.returncode != 0:
+            raise RuntimeError(f"cannot read commit {FIRST_RELEASE[:7]} from git (a shallow clone?): "
+                               f"{archive.stderr.decode(errors='replace').strip()}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(folder, filter="data")
+    return folder
+
+
+def gunicorn_first_release(port, wsgi_app, workers):
+    """Return the first release's command: its own code under gunicorn's sync workers, with its own gunicorn.conf.py."""
+    folder = first_release_source()
+    return Launch([PYTHON, "-m", "gunicorn", "--chdir", str(folder), "--config", str(folder / "gunicorn.conf.py"),
+                   wsgi_app], {"BIND": f"{HOST}:{port}", "WEB_CONCURRENCY": str(workers)}, "gunicorn")
 
 
 def granian_direct(port, wsgi_app, workers):

@@ -49,7 +49,8 @@ def machine_line(database_versions, workers, use_wrk, load_average):
     """Describe the machine, the software and the set-up the figures come from."""
     return (f"Machine: {machine()}; database: "
             f"{' and '.join(database_versions)}; server: python serve.py (nginx + granian {version('granian')}) "
-            f"with WEB_CONCURRENCY={workers}, against gunicorn {version('gunicorn')} with {workers} sync workers; "
+            f"with WEB_CONCURRENCY={workers}, against gunicorn {version('gunicorn')} with {workers} sync workers "
+            f"serving the first release ({launchers.FIRST_RELEASE[:7]}) and today's app; "
             f"load: {'wrk' if use_wrk else 'Python load generator'}; load average {load_average:.2f} at start; {now()}")
 
 

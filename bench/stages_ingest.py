@@ -57,13 +57,16 @@ def bench_single_post(api, url, database, postgres_url, workers, settings, use_w
     """Compare single-reading POSTs to the production API with the echo app, gunicorn sync, tokens mode, PostgreSQL.
 
     `api` is the running production server on `url`; the others run for this stage only: the bare
-    echo app through the production command, today's gunicorn sync set-up serving the same app on
-    the same database, the production command in tokens mode (each request sending a device token)
-    and, given `postgres_url`, the production command on PostgreSQL.
+    echo app through the production command, the service as first released (its own code under
+    gunicorn's sync workers) and gunicorn's sync workers serving today's app, both on the same
+    database, the production command in tokens mode (each request sending a device token) and,
+    given `postgres_url`, the production command on PostgreSQL.
     """
     production = {"DATABASE_URL": url, "CANARY_AUTH": "open"}
     others = {
         "echo": launchers.new_server("echo", launchers.production, "echo_app:app", workers, **production),
+        "first": launchers.new_server("first-release", launchers.gunicorn_first_release, "app:app", workers,
+                                      **production),
         "sync": launchers.new_server("gunicorn-sync", launchers.gunicorn_sync, "app:app", workers, **production),
         "tokens": launchers.new_server("api-tokens", launchers.production, "app:app", workers,
                                        DATABASE_URL=url, CANARY_AUTH="tokens"),
@@ -74,7 +77,10 @@ def bench_single_post(api, url, database, postgres_url, workers, settings, use_w
     contenders = {
         "api": Contender("readings API, production command", api, "bench-post"),
         "echo": Contender("bare Flask echo, production command", others["echo"], "bench-post"),
-        "sync": Contender(f"readings API, gunicorn {workers} sync workers", others["sync"], "bench-post-sync"),
+        "first": Contender(f"readings API as first released ({launchers.FIRST_RELEASE[:7]}), gunicorn {workers} "
+                           "sync workers", others["first"], "bench-post-first"),
+        "sync": Contender(f"readings API of today, gunicorn {workers} sync workers", others["sync"],
+                          "bench-post-sync"),
         "tokens": Contender("readings API, tokens mode with a device token", others["tokens"], "bench-tokens",
                             store_device_token(database, "bench-tokens")),
     }
@@ -95,7 +101,7 @@ def bench_single_post(api, url, database, postgres_url, workers, settings, use_w
 
 def single_post_rows(results, contenders, load_shape):
     """Return the single-POST rows: each server's figures, the ratios with their targets, and the errors."""
-    api, echo, sync, tokens = (results[key] for key in ("api", "echo", "sync", "tokens"))
+    api, echo, first, sync, tokens = (results[key] for key in ("api", "echo", "first", "sync", "tokens"))
 
     def figures(key, target="", ok=None):
         errors = results[key].errors
@@ -106,9 +112,12 @@ def single_post_rows(results, contenders, load_shape):
         figures("api", "p99 ≤ 25 ms", api.p99_ms <= 25),
         figures("echo"),
         Row("Single POST: API / echo req/s", f"{api.rate / echo.rate:.0%}", "≥ 60%", api.rate >= 0.60 * echo.rate),
+        figures("first"),
+        Row("Single POST: production command / first release under gunicorn sync req/s",
+            f"{api.rate / first.rate:.2f}×", "≥ 1.5×", api.rate >= 1.5 * first.rate),
         figures("sync"),
-        Row("Single POST: production command / gunicorn sync req/s", f"{api.rate / sync.rate:.2f}×", "≥ 1.5×",
-            api.rate >= 1.5 * sync.rate),
+        Row("Single POST: production command / today's app under gunicorn sync req/s (the server alone)",
+            f"{api.rate / sync.rate:.2f}×"),
         figures("tokens"),
         Row("Single POST: tokens / open req/s", f"{tokens.rate / api.rate:.0%}", "≥ 90%",
             tokens.rate >= 0.90 * api.rate),
@@ -118,7 +127,7 @@ def single_post_rows(results, contenders, load_shape):
         rows += [figures("postgres", "p99 ≤ 50 ms", postgres.p99_ms <= 50),
                  Row("Single POST: PostgreSQL / SQLite req/s", f"{postgres.rate / api.rate:.0%}", "≥ 80%",
                      postgres.rate >= 0.80 * api.rate)]
-    production = [key for key in results if key != "sync"]
+    production = [key for key in results if key not in ("first", "sync")]
     errors = sum(results[key].errors for key in production)
     requests = sum(results[key].requests for key in production)
     rows.append(Row("Single POST: errors (production command)", f"{errors:,} of {requests:,} requests", "0",
