@@ -67,10 +67,14 @@ gunicorn_sync = gunicorn()  # the server before the production command: gunicorn
 
 
 def first_release_source():
-    """Return a folder holding the source of FIRST_RELEASE, extracted from the repo's history once."""
+    """Return a folder holding the app of FIRST_RELEASE, extracted from the repo's history once.
+
+    Only its top-level modules and gunicorn.conf.py: its tests would be collected by pytest.
+    """
     folder = DATA_DIR / f"first-release-{FIRST_RELEASE[:12]}"
     if not (folder / "app.py").exists():
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", FIRST_RELEASE], capture_output=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", FIRST_RELEASE, ":(glob)*.py"],
+                                 capture_output=True)
         if archive.returncode != 0:
             raise RuntimeError(f"cannot read commit {FIRST_RELEASE[:7]} from git (a shallow clone?): "
                                f"{archive.stderr.decode(errors='replace').strip()}")
