@@ -113,6 +113,32 @@ def test_postgres_connections_ended_by_the_server_fail_no_request(postgres_datab
         db.engine.dispose()
 
 
+def test_postgres_connection_ended_between_check_and_insert_is_503_then_heals(postgres_database_uri, device,
+                                                                              monkeypatch):
+    import ingest
+
+    name = f"canary-{device}"
+    application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}", "AUTH": "open"})
+    client = application.test_client()
+    path = f"/devices/{device}/readings/"
+    assert client.post(path, data=json.dumps(READING)).status_code == 201  # prepares the INSERT
+    monkeypatch.setattr(ingest._KeptConnection, "_usable", lambda self: True)  # the end comes after the check
+    engine = sa.create_engine(postgres_database_uri)
+    with engine.connect() as connection:
+        ended = connection.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"
+        ), {"name": name}).scalars().all()
+    engine.dispose()
+    assert ended and all(ended)
+    time.sleep(0.2)
+    failed = client.post(path, data=json.dumps({**READING, "date_created": 2}))
+    assert_retry_later(failed.status_code, failed.get_json(), failed.headers)
+    assert client.post(path, data=json.dumps({**READING, "date_created": 3})).status_code == 201
+    assert [reading["date_created"] for reading in client.get(path).get_json()] == [3, 1000]
+    with application.app_context():
+        db.engine.dispose()
+
+
 def test_sqlite_files_deleted_under_the_server_heal(production, tmp_path, device):
     database = tmp_path / "deleted.db"
     server = production(f"sqlite:///{database}")
