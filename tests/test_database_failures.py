@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import ingest
 from app import create_app
 from models import db
 from serving import call, free_port
@@ -90,6 +91,18 @@ def test_sqlite_storage_full_is_503_saying_so(sqlite_app, device):
     assert len(listed) == acknowledged + (single.status_code == 201) + 1
 
 
+def end_connections(postgres_database_uri, name):
+    """End every PostgreSQL connection of one application name from the server's side."""
+    engine = sa.create_engine(postgres_database_uri)
+    with engine.connect() as connection:
+        ended = connection.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"
+        ), {"name": name}).scalars().all()
+    engine.dispose()
+    assert ended and all(ended)
+    time.sleep(0.2)  # the backends exit after answering
+
+
 def test_postgres_connections_ended_by_the_server_fail_no_request(postgres_database_uri, device):
     name = f"canary-{device}"
     application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}", "AUTH": "open"})
@@ -97,14 +110,7 @@ def test_postgres_connections_ended_by_the_server_fail_no_request(postgres_datab
     path = f"/devices/{device}/readings/"
     assert client.post(path, data=json.dumps(READING)).status_code == 201  # opens the kept connection
     assert client.get(path).status_code == 200  # and a pooled one
-    engine = sa.create_engine(postgres_database_uri)
-    with engine.connect() as connection:  # as a restart of the server would end them
-        ended = connection.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"
-        ), {"name": name}).scalars().all()
-    engine.dispose()
-    assert ended and all(ended)
-    time.sleep(0.2)
+    end_connections(postgres_database_uri, name)  # as a restart of the server would
     assert client.post(path, data=json.dumps({**READING, "date_created": 2})).status_code == 201
     assert client.post(path, data=json.dumps([{**READING, "date_created": 3}])).status_code == 201
     assert len(client.get(path).get_json()) == 3
@@ -115,22 +121,13 @@ def test_postgres_connections_ended_by_the_server_fail_no_request(postgres_datab
 
 def test_postgres_connection_ended_between_check_and_insert_is_503_then_heals(postgres_database_uri, device,
                                                                               monkeypatch):
-    import ingest
-
     name = f"canary-{device}"
     application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}", "AUTH": "open"})
     client = application.test_client()
     path = f"/devices/{device}/readings/"
     assert client.post(path, data=json.dumps(READING)).status_code == 201  # prepares the INSERT
     monkeypatch.setattr(ingest._KeptConnection, "_usable", lambda self: True)  # the end comes after the check
-    engine = sa.create_engine(postgres_database_uri)
-    with engine.connect() as connection:
-        ended = connection.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"
-        ), {"name": name}).scalars().all()
-    engine.dispose()
-    assert ended and all(ended)
-    time.sleep(0.2)
+    end_connections(postgres_database_uri, name)
     failed = client.post(path, data=json.dumps({**READING, "date_created": 2}))
     assert_retry_later(failed.status_code, failed.get_json(), failed.headers)
     assert client.post(path, data=json.dumps({**READING, "date_created": 3})).status_code == 201
