@@ -144,23 +144,22 @@ class _KeptConnection:
 
     def insert(self, readings):
         """Insert readings with one statement, committed on its own, opening the connection if needed."""
+        sql, row_keys = _compiled_insert(self.engine.dialect if self.path else _POSTGRESQL_NUMBERED, len(readings))
         try:
             dbapi = self._open()
             if self.path is None:
-                self._insert_postgresql(dbapi, readings)
+                self._insert_postgresql(dbapi, sql, row_keys, readings)
             else:
-                self._insert_sqlite(dbapi, readings)
+                self._insert_sqlite(dbapi, sql, row_keys, readings)
         except Exception as error:
             self.discard()  # whatever went wrong, the next group starts on a fresh connection
             if not isinstance(error, self.engine.dialect.loaded_dbapi.Error):
                 raise
-            sql, _ = _compiled_insert(self.engine.dialect, len(readings))
             raise sa.exc.DBAPIError.instance(sql, None, error, self.engine.dialect.loaded_dbapi.Error,
                                              dialect=self.engine.dialect) from error
 
-    def _insert_sqlite(self, dbapi, readings):
+    def _insert_sqlite(self, dbapi, sql, row_keys, readings):
         """Run the INSERT in autocommit, holding the writers' lock of the database file."""
-        sql, row_keys = _compiled_insert(self.engine.dialect, len(readings))
         parameters = [reading[key] for reading in readings for key in row_keys]
         fcntl.flock(self.lock_file, fcntl.LOCK_EX)
         try:
@@ -168,7 +167,7 @@ class _KeptConnection:
         finally:
             fcntl.flock(self.lock_file, fcntl.LOCK_UN)
 
-    def _insert_postgresql(self, dbapi, readings):
+    def _insert_postgresql(self, dbapi, sql, row_keys, readings):
         """Run the INSERT, committed on its own, as a statement prepared on this connection, in one libpq call.
 
         psycopg's cursor waits for each result in a Python loop, about 30 µs of CPU a statement more
@@ -176,13 +175,10 @@ class _KeptConnection:
         PostgreSQL run about 8% faster this way. Parameters go as text, which PostgreSQL casts to
         the column types; device ids hold no NUL byte (schemas.DEVICE_UUID_PATTERN).
         """
-        rows = len(readings)
-        if rows not in self.prepared:
-            sql, row_keys = _compiled_insert(_POSTGRESQL_NUMBERED, rows)
-            name = f"canary_insert_{rows}".encode()
+        name = f"canary_insert_{len(readings)}".encode()
+        if name not in self.prepared:
             _check_result(dbapi, dbapi.pgconn.prepare(name, sql.encode()))
-            self.prepared[rows] = name, row_keys
-        name, row_keys = self.prepared[rows]
+            self.prepared.add(name)
         encoding = dbapi.info.encoding
         values = [str(reading[key]).encode(encoding) for reading in readings for key in row_keys]
         _check_result(dbapi, dbapi.pgconn.exec_prepared(name, values))
@@ -195,7 +191,7 @@ class _KeptConnection:
             connection = self.engine.raw_connection()
             connection.detach()  # keeps the pool's connect-time set-up, skips checkout and reset
             self.dbapi, self.file = connection.dbapi_connection, file_identity(self.path) if self.path else None
-            self.pid, self.prepared = os.getpid(), {}  # rows -> (statement name, each row's key order)
+            self.pid, self.prepared = os.getpid(), set()  # names of the statements prepared on it
             if self.path is not None:
                 # SQLite writers of every process take turns on this lock; see writes._writers_queue.
                 self.lock_file = os.open(self.path + "-writers", os.O_RDWR | os.O_CREAT, 0o644)
@@ -243,9 +239,7 @@ def _check_result(dbapi, result):
 
 @functools.lru_cache(maxsize=256)
 def _compiled_insert(dialect, rows):
-    """Return the SQL of a `rows`-row INSERT for a dialect and, for positional parameters, each row's key order."""
+    """Return the SQL of a `rows`-row INSERT for a dialect of positional parameters, and each row's key order."""
     rows_values = [{key: sa.bindparam(f"{key}_{index}") for key in READING_KEYS} for index in range(rows)]
     compiled = _INSERT.values(rows_values).compile(dialect=dialect)
-    if compiled.positiontup is None:
-        return compiled.string, None
     return compiled.string, [name.rpartition("_")[0] for name in compiled.positiontup[:len(READING_KEYS)]]
