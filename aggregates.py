@@ -9,7 +9,7 @@ import metrics
 from auth import DEVICE_READ, FLEET_READ, access
 from errors import invalid
 from parsing import load_filters
-from schemas import SeriesQuerySchema, SummaryQuerySchema, load_device_uuid
+from schemas import MAX_EPOCH_SECONDS, SeriesQuerySchema, SummaryQuerySchema, load_device_uuid
 
 bp = Blueprint("aggregates", __name__)
 
@@ -60,6 +60,9 @@ def series(device_uuid, filters, interval, zone, keep_empty):
     except buckets.OutOfCalendar:
         raise invalid("interval", "Day and week buckets must lie within the years 1 to 9999; "
                                   "use an interval in seconds, minutes or hours.") from None
+    if edges[-1] > MAX_EPOCH_SECONDS:
+        raise invalid("interval", f"With that interval the last bucket would end after {MAX_EPOCH_SECONDS}, the "
+                                  "latest date there is; use a smaller interval.")
     counts = histograms.fetch_bucket_histograms({**filters, "start": first, "end": last}, buckets.runs(edges))
     return [
         {"start": start, "end": end, **metrics.describe(counts.get(number, []))}

@@ -14,8 +14,19 @@ import tokens_cli
 from auth import DEVICE_READ, DEVICE_WRITE, GATEWAY_WRITE, PUBLIC, access, check_batch_devices
 from configmodule import database_uri, environment_overrides, select_config
 from errors import register_error_handlers
+from request_guards import RequestGuards
 from models import READING_KEYS, check_readings_table, configure_engine, db, stream_readings
-from parsing import load_batch, load_filters, load_valid_reading, parse_json_body
+from parsing import (
+    DEVICE_BATCH,
+    GATEWAY_BATCH,
+    ValidDeviceReading,
+    ValidReading,
+    load_batch,
+    load_filters,
+    load_valid_batch,
+    load_valid_reading,
+    parse_json_body,
+)
 from schemas import (
     DeviceReadingSchema,
     ListingQuerySchema,
@@ -51,8 +62,7 @@ READ_ENDPOINTS = {
 }
 
 _reading_schema = ReadingSchema()
-_device_batch_schema = ReadingSchema(many=True)
-_gateway_batch_schema = DeviceReadingSchema(many=True)
+_gateway_reading_schema = DeviceReadingSchema()
 _listing_schema = ListingQuerySchema()
 _metric_schema = MetricQuerySchema()
 
@@ -73,12 +83,17 @@ def create_device_readings(device_uuid):
     device_uuid = load_device_uuid(device_uuid)
     reading = load_valid_reading()
     if reading is None:
-        body = parse_json_body(required=True)
-        if isinstance(body, list):
-            readings = load_batch(_device_batch_schema, body)
-            insert_readings([{**reading, "device_uuid": device_uuid} for reading in readings])
+        readings = load_valid_batch(DEVICE_BATCH, device_uuid)
+        if readings is None:
+            body = parse_json_body(required=True)
+            if not isinstance(body, list):
+                reading = _reading_schema.load(body)
+            else:
+                readings = [{**reading, "device_uuid": device_uuid}
+                            for reading in load_batch(_reading_schema, ValidReading, body)]
+        if readings is not None:
+            insert_readings(readings)
             return {"count": len(readings)}, 201
-        reading = _reading_schema.load(body)
     reading["device_uuid"] = device_uuid
     insert_reading(reading)
     return reading_created(reading)
@@ -95,10 +110,12 @@ def reading_created(reading):
 def create_readings():
     """Store a batch of readings for many devices in one transaction."""
     request.max_content_length = current_app.config["MAX_BATCH_CONTENT_LENGTH"]
-    body = parse_json_body(required=True)
-    if not isinstance(body, list):
-        raise ValidationError({"_schema": ["The request body must be a JSON array of readings."]})
-    readings = load_batch(_gateway_batch_schema, body)
+    readings = load_valid_batch(GATEWAY_BATCH)
+    if readings is None:
+        body = parse_json_body(required=True)
+        if not isinstance(body, list):
+            raise ValidationError({"_schema": ["The request body must be a JSON array of readings."]})
+        readings = load_batch(_gateway_reading_schema, ValidDeviceReading, body)
     check_batch_devices(readings)
     insert_readings(readings)
     return {"count": len(readings)}, 201
@@ -147,6 +164,12 @@ def health():
     return {"status": "ok"}
 
 
+def no_sniffing(response):
+    """Keep browsers from reading any response as another type than the one it declares."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 BLUEPRINTS = (bp, aggregates.bp, openapi.bp, tokens_cli.bp, dashboard.bp)
 
 
@@ -165,6 +188,10 @@ def create_app(test_config=None):
         raise ValueError(f"AUTH (environment CANARY_AUTH) must be one of {', '.join(auth.MODES)}, "
                          f"not {app.config['AUTH']!r}")
 
+    app.url_map.merge_slashes = False  # RequestGuards routes `//` as `/`; Werkzeug would redirect
+    app.wsgi_app = RequestGuards(app.wsgi_app, max(app.config["MAX_CONTENT_LENGTH"],
+                                                   app.config["MAX_BATCH_CONTENT_LENGTH"]))
+    app.after_request(no_sniffing)
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])

@@ -18,10 +18,15 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
 
 @bp.after_request
 def _page_headers(response):
-    """Confine the page to this origin, and keep browsers from guessing its files' types."""
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    """Confine the page to this origin, in no frame."""
+    return confine_page(response, CONTENT_SECURITY_POLICY)
+
+
+def confine_page(response, policy):
+    """Give an HTML page a Content-Security-Policy, refuse every frame, and send no Referer from it."""
     if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["Content-Security-Policy"] = policy
+        response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
     return response
 

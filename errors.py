@@ -12,6 +12,11 @@ from models import is_missing_table, is_storage_full, is_unavailable
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
+# An error body names what is wrong, not every echo of a hostile request: these bound its size.
+MAX_LISTED_KEYS = 100  # fields, or batch indexes, of one level of `errors`
+MAX_NESTED_KEYS = 5  # fields of one batch item
+MAX_KEY_CHARACTERS = 64
+MAX_MESSAGES = 5
 
 DEFAULT_MESSAGES = {
     400: "The request is malformed; check its syntax.",
@@ -56,7 +61,32 @@ def invalid(field, message):
 def handle_validation_error(error):
     """Return a schema violation as a 422 with the errors of each field."""
     errors = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    return error_response(422, error.kwargs.get("summary", DEFAULT_MESSAGES[422]), errors=errors)
+    return error_response(422, error.kwargs.get("summary", DEFAULT_MESSAGES[422]),
+                          errors=bounded_errors(errors, MAX_LISTED_KEYS))
+
+
+def bounded_errors(errors, max_keys):
+    """Return marshmallow's errors with at most max_keys keys a level, long keys cut and few messages each.
+
+    Unknown fields are keyed by their names, which the client chose: without bounds, a body of
+    long or many unknown keys would be echoed back whole, and more.
+    """
+    bounded = {}
+    for key, value in errors.items():
+        if len(bounded) == max_keys:
+            more = len(errors) - max_keys
+            bounded.setdefault("_schema", []).append(f"... and {more:,} more not listed.")
+            break
+        key = str(key)
+        if len(key) > MAX_KEY_CHARACTERS:
+            key = key[:MAX_KEY_CHARACTERS] + "..."
+        if isinstance(value, dict):
+            bounded[key] = bounded_errors(value, MAX_NESTED_KEYS)
+        elif isinstance(value, list):
+            bounded[key] = [str(message)[:200] for message in value[:MAX_MESSAGES]]
+        else:
+            bounded[key] = value
+    return bounded
 
 
 def handle_database_error(error):

@@ -4,6 +4,7 @@ What the document says of each route beyond its rule and view is in openapi_oper
 """
 import re
 from importlib.resources import files
+from pathlib import Path
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -11,10 +12,16 @@ from flask import Blueprint, current_app, jsonify, render_template_string, send_
 
 import openapi_fields
 from auth import PUBLIC, access, rule_of
+from dashboard import confine_page
 from openapi_operations import DOCS_ASSETS, FILTERS_BODY, OPERATIONS, PATH_PARAMETERS
 from schemas import ErrorSchema
 
 bp = Blueprint("openapi", __name__)
+
+# Swagger UI's own style sheet draws its icons from data: URIs; nothing else comes from elsewhere.
+DOCS_CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+DOCS_SCRIPT_DIR = str(Path(__file__).resolve().parent / "openapi_static")
 
 SWAGGER_UI_DIR = str(files("flask_swagger_ui") / "dist")
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}  # Flask answers these for every route by itself
@@ -133,11 +140,8 @@ DOCS_PAGE = """<!DOCTYPE html>
 <body>
   <div id="swagger-ui"></div>
   <script src="{{ url_for('openapi.docs_asset', filename='swagger-ui-bundle.js') }}"></script>
-  <script>
-    // validatorUrl null: Swagger UI would otherwise send the document to an online validator.
-    window.ui = SwaggerUIBundle({url: "{{ url_for('openapi.openapi_document') }}", dom_id: "#swagger-ui",
-                                deepLinking: true, validatorUrl: null});
-  </script>
+  <script src="{{ url_for('openapi.docs_asset', filename='docs.js') }}"
+          data-document="{{ url_for('openapi.openapi_document') }}"></script>
 </body>
 </html>
 """
@@ -154,11 +158,13 @@ def openapi_document():
 @access(PUBLIC)
 def docs():
     """Serve the interactive documentation page, which needs no other host."""
-    return render_template_string(DOCS_PAGE)
+    return confine_page(current_app.make_response(render_template_string(DOCS_PAGE)),
+                        DOCS_CONTENT_SECURITY_POLICY)
 
 
 @bp.get(f"/docs/assets/<any({', '.join(repr(name) for name in DOCS_ASSETS)}):filename>")
 @access(PUBLIC)
 def docs_asset(filename):
-    """Serve a file of the docs page from the pinned Swagger UI package."""
-    return send_from_directory(SWAGGER_UI_DIR, filename, mimetype=DOCS_ASSETS[filename])
+    """Serve a file of the docs page from the pinned Swagger UI package, or the script that starts it."""
+    folder = DOCS_SCRIPT_DIR if filename == "docs.js" else SWAGGER_UI_DIR
+    return send_from_directory(folder, filename, mimetype=DOCS_ASSETS[filename])

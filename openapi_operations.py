@@ -27,7 +27,7 @@ from schemas import (
 
 # The files the docs page loads, with their types: set here so no platform MIME table decides them.
 DOCS_ASSETS = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript",
-               "favicon-32x32.png": "image/png"}
+               "favicon-32x32.png": "image/png", "docs.js": "text/javascript"}
 # The dashboard page's own files (dashboard.py serves them), by their types.
 DASHBOARD_FILE_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 DASHBOARD_FILES = sorted(path.name for path in (Path(__file__).resolve().parent / "static").iterdir()
@@ -77,7 +77,8 @@ _READ_ERRORS = {400: "The filter body is not valid JSON.",
                      "or start is after end."}
 _SERIES_422 = ("A filter or the device id breaks the schema, the filter body is not a JSON object, start is after "
                "end, the span needs more than 1,000 buckets (the message names the smallest interval of the same "
-               "unit that fits), or day or week buckets would leave the years 1 to 9999.")
+               "unit that fits), day or week buckets would leave the years 1 to 9999, or the last bucket would end after "
+               "2^63-1 seconds.")
 SERIES_DESCRIPTION = """Buckets are half-open, [start, end) in epoch seconds. Fixed widths (seconds, s, m, h)
 start at whole multiples of the width since the Unix epoch in every zone, and tz is only echoed. Days and
 weeks (d, w) follow the calendar of tz: each bucket starts at local midnight, buckets of n days are aligned

@@ -3,19 +3,21 @@ import functools
 import re
 import time
 import zoneinfo
+from importlib.resources import files
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from buckets import Interval
 
 READING_TYPES = ("temperature", "humidity")
-DEVICE_UUID_PATTERN = r"\A[A-Za-z0-9_.:-]{1,64}\Z"
+# 1-64 of these characters, but not "." or "..", which clients normalise away as path segments.
+DEVICE_UUID_PATTERN = r"\A(?:[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}|\.[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,62}|\.\.[A-Za-z0-9_.:-]{1,62})\Z"
 MAX_EPOCH_SECONDS = 2**63 - 1  # the largest value a 64-bit INTEGER/BIGINT column holds
 VALUE_RANGE = (0, 100)  # a reading's value, inclusive
 
 _device_uuid = validate.Regexp(
     DEVICE_UUID_PATTERN,
-    error="Must be 1-64 characters of letters, digits, '-', '_', '.' or ':'.",
+    error="Must be 1-64 characters of letters, digits, '-', '_', '.' or ':', and not '.' or '..'.",
 )
 _epoch_seconds = validate.Range(0, MAX_EPOCH_SECONDS, error="Must be epoch seconds from {min} to {max}.")
 
@@ -67,8 +69,9 @@ class IntervalField(fields.Field):
 
 
 @functools.cache
-def _zone_names():
-    return frozenset(zoneinfo.available_timezones())
+def zone_names():
+    """Return the IANA time zone names: those of the pinned tzdata release, not the server's own aliases."""
+    return frozenset(files("tzdata").joinpath("zones").read_text().split())
 
 
 class TimeZoneField(fields.String):
@@ -78,7 +81,7 @@ class TimeZoneField(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         name = super()._deserialize(value, attr, data, **kwargs)
-        if name not in _zone_names():
+        if name not in zone_names():
             raise self.make_error("unknown")
         return zoneinfo.ZoneInfo(name)
 

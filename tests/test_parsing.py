@@ -8,8 +8,15 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from parsing import ValidReading, load_valid_reading
-from schemas import MAX_EPOCH_SECONDS, READING_TYPES, ReadingSchema
+from parsing import (
+    DEVICE_BATCH,
+    GATEWAY_BATCH,
+    ValidDeviceReading,
+    ValidReading,
+    is_valid,
+    load_valid_reading,
+)
+from schemas import MAX_EPOCH_SECONDS, READING_TYPES, DeviceReadingSchema, ReadingSchema
 
 KEYS = st.sampled_from(["type", "value", "date_created", "Type", "device_uuid", "extra"])
 VALUES = st.one_of(
@@ -118,3 +125,35 @@ def test_load_valid_reading_returns_the_reading_or_none(app, body, expected):
     expected = {"date_created": int(time.time()), **expected}
     assert abs(reading.pop("date_created") - expected.pop("date_created")) <= 2
     assert reading == expected
+
+
+DEVICE_IDS = st.one_of(st.sampled_from([".", "..", "...", "a", ".a", "x" * 64, "x" * 65, "a b", "dev-1", ""]),
+                       st.text(max_size=6))
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.lists(st.tuples(KEYS, VALUES | DEVICE_IDS), max_size=5), min_size=1, max_size=3))
+@example([[("type", "humidity"), ("value", 5), ("device_uuid", ".")]])
+@example([[("type", "humidity"), ("value", 5), ("device_uuid", "...")]])
+def test_batch_fast_paths_accept_only_what_the_schemas_accept(items):
+    body = ("[" + ",".join(object_text(pairs) for pairs in items) + "]").encode()
+    for decode, schema, valid_type in ((DEVICE_BATCH, ReadingSchema(), ValidReading),
+                                       (GATEWAY_BATCH, DeviceReadingSchema(), ValidDeviceReading)):
+        parsed = json.loads(body)
+        schema_verdicts = []
+        for item in parsed:
+            try:
+                schema_verdicts.append(schema.load(item))
+            except ValidationError:
+                schema_verdicts.append(None)
+        # The count of a refused batch's bad readings agrees with the schema on every item.
+        assert [is_valid(valid_type, item) for item in parsed] == [v is not None for v in schema_verdicts]
+        try:
+            fast = decode(body)
+        except (msgspec.MsgspecError, ValueError):
+            continue
+        assert None not in schema_verdicts, f"msgspec accepted a batch the schema refuses: {body!r}"
+        for struct, loaded in zip(fast, schema_verdicts):
+            assert (struct.type, struct.value) == (loaded["type"], loaded["value"])
+            if hasattr(struct, "device_uuid"):
+                assert struct.device_uuid == loaded["device_uuid"]
