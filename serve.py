@@ -7,11 +7,15 @@ so slow clients never hold an app thread. Each app worker is a granian process o
 socket of its own, and nginx hands each request to the worker with the fewest requests in hand, so
 a worker busy with a long listing or summary gets no new requests while another is free.
 Settings come from the environment: BIND (host:port) or PORT, WEB_CONCURRENCY, WEB_THREADS,
-ACCESS_LOG, WSGI_APP (default app:app), and every setting the app itself reads (DATABASE_URL,
-CANARY_AUTH, MAX_BATCH, ...).
+ACCESS_LOG, WSGI_APP (default app:app), NGINX_USER (as root only: the user nginx's workers run as,
+default nobody), and every setting the app itself reads (DATABASE_URL, CANARY_AUTH, MAX_BATCH, ...).
+Only nginx can reach the app's sockets: they live in a private folder, readable by this user alone,
+or, as root, by root and nginx's worker user alone.
 SIGTERM or SIGINT stops both gracefully.
 """
+import grp
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -73,14 +77,44 @@ def find_nginx():
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
+def nginx_user(environ):
+    """Return the (name, uid, gid) nginx's workers run as when started by root, else None."""
+    if os.geteuid() != 0:
+        return None  # nginx runs its workers as the user who started it
+    entry = pwd.getpwnam(environ.get("NGINX_USER") or "nobody")
+    return entry.pw_name, entry.pw_uid, entry.pw_gid
+
+
+def make_private_runtime(environ):
+    """Return a new folder for the sockets and nginx's files that only this user and nginx's workers can enter."""
+    runtime = Path(tempfile.mkdtemp(prefix="canary-serve-"))  # mode 0700
+    user = nginx_user(environ)
+    if user is not None:
+        # As root: nginx's workers may pass through to the sockets, but not list or change the folder.
+        os.chown(runtime, -1, user[2])
+        runtime.chmod(0o710)
+    return runtime
+
+
+def hand_socket_to_nginx(environ, path):
+    """Make an app socket (mode 0600) connectable by nginx's workers, and by nobody else but root."""
+    user = nginx_user(environ)
+    if user is not None:
+        os.chown(path, user[1], user[2])
+
+
 def nginx_config(environ, settings, runtime, sockets):
     """Return nginx.conf with this run's address, socket, limits and paths filled in."""
     access_log = environ.get("ACCESS_LOG")
+    user = nginx_user(environ)
     values = {
+        "USER": "" if user is None else f"user {user[0]} {grp.getgrgid(user[2]).gr_name};\n",
         "LISTEN": listen_address(environ),
-        "SERVERS": "\n".join(f"        server unix:{socket};" for socket in sockets).strip(),
+        "SERVERS": "\n".join(f"        server unix:{socket} max_fails=0;" for socket in sockets).strip(),
         "RUNTIME": str(runtime),
         "MAX_BODY": str(max(settings["MAX_CONTENT_LENGTH"], settings["MAX_BATCH_CONTENT_LENGTH"])),
+        "MAX_CONTENT_LENGTH": str(settings["MAX_CONTENT_LENGTH"]),
+        "MAX_BATCH_CONTENT_LENGTH": str(settings["MAX_BATCH_CONTENT_LENGTH"]),
         "ACCESS_LOG": "off" if not access_log else ("/dev/stdout" if access_log == "-" else access_log),
     }
     text = (ROOT / "nginx.conf").read_text()
@@ -94,7 +128,7 @@ def granian_commands(environ, settings, runtime):
     return [([
         sys.executable, "-m", "granian", environ.get("WSGI_APP") or "app:app",
         "--interface", "wsgi",
-        "--uds", str(socket), "--uds-permissions", "0666",
+        "--uds", str(socket), "--uds-permissions", "0600",
         "--workers", "1",
         "--blocking-threads", str(worker_threads(environ, settings)),
         "--respawn-failed-workers",
@@ -145,8 +179,7 @@ def main(app_commands=granian_commands, app_name="granian", front_config=nginx_c
         raise SystemExit("serve: nginx is not installed; install it first (Debian: apt-get install nginx-light)")
     environ = dict(os.environ)
     settings = app_settings(environ)
-    runtime = Path(tempfile.mkdtemp(prefix="canary-serve-"))
-    runtime.chmod(0o755)  # nginx workers started by root run as an unprivileged user
+    runtime = make_private_runtime(environ)
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda signum, frame: stopping.append(signum))
@@ -158,6 +191,7 @@ def main(app_commands=granian_commands, app_name="granian", front_config=nginx_c
             apps.append(subprocess.Popen(command, cwd=ROOT, process_group=0))
         for app, (_, path) in zip(apps, commands):
             wait_for_socket(path, app, START_TIMEOUT)
+            hand_socket_to_nginx(environ, path)
         sockets = [path for _, path in commands]
         (runtime / "nginx.conf").write_text(front_config(environ, settings, runtime, sockets))
         front = subprocess.Popen([nginx, "-p", str(runtime), "-c", str(runtime / "nginx.conf"),

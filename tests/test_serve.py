@@ -1,14 +1,20 @@
 """The production command: addresses, a clean stop, JSON for every error nginx answers, and bounded memory."""
 import json
 import os
+import pwd
 import signal
+import socket
+import stat
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from app import create_app
 from serving import ProductionServer, call, free_port, raw_exchange, require_nginx
+from tokens_cli import store_tokens
 
 READING = {"type": "temperature", "value": 21, "date_created": 1000}
 
@@ -145,6 +151,7 @@ HOSTILE_BODIES = {
     "8 MiB of empty arrays in one reading": '{"value": [' + "[]," * (8 * 1024 * 1024 // 3 - 10) + "[]]}",
     "full batch of readings": json.dumps([{**READING, "device_uuid": f"d-{n}", "date_created": n}
                                           for n in range(10_000)]),
+    "10,000 readings of a long unknown key": json.dumps([{"k" * 700: n} for n in range(10_000)]),
 }
 
 
@@ -156,5 +163,121 @@ def test_one_request_grows_a_worker_by_less_than_64_mb(production, tmp_path, bod
     Path(f"/proc/{worker}/clear_refs").write_text("5")  # restart the peak from the current size
     before = peak_rss_kb(worker)
     status, answer, _ = call(server.port, "POST", "/readings/", body, timeout=60)
-    assert status in (201, 413), answer
+    assert status in (201, 413, 422), answer
+    assert len(json.dumps(answer)) < 64 * 1024
     assert peak_rss_kb(worker) - before < 64 * 1024
+
+
+def send_large_body(port, path, size, results):
+    """Send a request with a body of `size` spaces and no token; record the status line it gets, if any."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            chunk, sent = b" " * 65536, 0
+            try:
+                while sent < size:
+                    sent += sock.send(chunk[:size - sent])
+            except OSError:
+                pass  # nginx may refuse the body before it has all arrived
+            received = b""
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                received += data
+    except OSError as error:
+        results.append(repr(error))
+        return
+    results.append(int(received.split(b" ", 2)[1]) if received.startswith(b"HTTP/1.1 ") else received[:40])
+
+
+def test_anonymous_bursts_of_large_bodies_leave_every_other_client_answered(production, tmp_path):
+    """3 rounds of 20 concurrent 8 MiB bodies without a token, to each write route, while a device posts."""
+    url = f"sqlite:///{tmp_path}/burst.db"
+    manager = create_app({"SQLALCHEMY_DATABASE_URI": url, "AUTH": "tokens"})
+    with manager.app_context():
+        token = store_tokens("device", ["probe"], "burst test")[0]
+    server = production(url, CANARY_AUTH="tokens")
+    headers = {"Authorization": f"Bearer {token}"}
+    stop, probed = threading.Event(), []
+
+    def probe():
+        date = 0
+        while not stop.is_set():
+            date += 1
+            for method, path, body in (("POST", "/devices/probe/readings/", {**READING, "date_created": date}),
+                                       ("GET", "/health", None)):
+                try:
+                    probed.append(call(server.port, method, path, body, headers=headers, timeout=10)[0])
+                except OSError as error:
+                    probed.append(repr(error))
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    refused = []
+    try:
+        for path in ("/devices/x/readings/", "/readings/"):
+            for _ in range(3):
+                with ThreadPoolExecutor(max_workers=20) as pool:
+                    for _ in range(20):
+                        pool.submit(send_large_body, server.port, path, 8 * 1024 * 1024, refused)
+        time.sleep(0.5)  # the probe goes on after the bursts: a worker taken out would stay out for 10 s
+    finally:
+        stop.set()
+        prober.join()
+    assert sorted(set(refused)) == [401, 413], refused  # each sender got its own answer: 413 on the device route
+    assert len(probed) > 20 and set(probed) <= {200, 201}, [status for status in probed if status not in (200, 201)]
+    stored = call(server.port, "GET", "/devices/probe/readings/", headers=headers)[1]
+    assert len(stored) == probed.count(201)
+    log = server.log()
+    assert "temporarily disabled" not in log and "no live upstreams" not in log and "Broken pipe" not in log
+
+
+def test_app_sockets_are_reachable_by_nginx_alone(production, tmp_path):
+    server = production(f"sqlite:///{tmp_path}/private.db")
+    runtime = server.runtime_dir()
+    assert stat.S_IMODE(runtime.stat().st_mode) & 0o007 == 0  # no access at all for other users
+    sockets = sorted(runtime.glob("app-*.sock"))
+    assert len(sockets) == 2
+    for path in sockets:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    if os.geteuid() != 0:
+        return
+    nginx_user = pwd.getpwuid(sockets[0].stat().st_uid).pw_name
+    assert nginx_user == "nobody" and stat.S_IMODE(runtime.stat().st_mode) == 0o710
+    for other in ("daemon", "www-data"):  # any user but root and nginx's own
+        assert connect_as(pwd.getpwnam(other), sockets[0]) == "PermissionError", other
+    assert connect_as(pwd.getpwnam("nobody"), sockets[0]) == "connected"
+
+
+def connect_as(user, path):
+    """Connect to a Unix socket from a child process running as another user; return what happened."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits at once
+        try:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(path))
+            outcome = b"connected"
+        except OSError as error:
+            outcome = type(error).__name__.encode()
+        os.write(writer, outcome)
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    with os.fdopen(reader, "rb") as pipe:
+        return pipe.read().decode()
+
+
+def test_http_09_request_is_closed_unanswered(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /health\r\n")
+        try:
+            answer = sock.recv(1024)
+        except ConnectionResetError:  # nginx resets what it closes unanswered (reset_timedout_connection)
+            answer = b""
+        assert answer == b""
