@@ -114,6 +114,7 @@ def nginx_config(environ, settings, runtime, sockets):
         "RUNTIME": str(runtime),
         "MAX_BODY": str(max(settings["MAX_CONTENT_LENGTH"], settings["MAX_BATCH_CONTENT_LENGTH"])),
         "MAX_CONTENT_LENGTH": str(settings["MAX_CONTENT_LENGTH"]),
+        "REFUSE_ANONYMOUS_POSTS": "1" if settings["AUTH"] == "tokens" and settings["CANARY_ROLE"] != "query" else "0",
         "MAX_BATCH_CONTENT_LENGTH": str(settings["MAX_BATCH_CONTENT_LENGTH"]),
         "ACCESS_LOG": "off" if not access_log else ("/dev/stdout" if access_log == "-" else access_log),
     }

@@ -117,6 +117,7 @@ def main():
         rows += stages_safety.bench_slow_clients(api, settings)
         rows += stages_safety.bench_slow_reader(api, url, READINGS, settings)
         rows += stages_safety.bench_malformed(api)
+        rows += stages_safety.bench_anonymous_bursts(url)
         rows += stages_safety.bench_memory(url)
     finally:
         api.stop()

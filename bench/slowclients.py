@@ -265,12 +265,13 @@ class ProbeResult:
         return max(answered) if answered else math.nan
 
 
-def timed_request(port, method, path, body, expect, timeout):
+def timed_request(port, method, path, body, expect, timeout, headers=None):
     """Send one request on a fresh connection; return (seconds or None, failure reason or None)."""
     began = time.monotonic()
     connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        connection.request(method, path, body, {"Content-Type": "application/json"} if body else {})
+        connection.request(method, path, body, {**({"Content-Type": "application/json"} if body else {}),
+                                                **(headers or {})})
         response = connection.getresponse()
         response.read()
     except socket.timeout:
@@ -287,10 +288,12 @@ def timed_request(port, method, path, body, expect, timeout):
     return elapsed, None
 
 
-def probe(port, seconds, interval=0.2, timeout=10.0, slow_after=5.0):
+def probe(port, seconds, interval=0.2, timeout=10.0, slow_after=5.0, headers=None, stop=None):
     """Every `interval` for `seconds`, POST one reading and then GET /health, each on a fresh connection.
 
     Each tick runs in a thread of its own, so a stalled request does not delay the next tick.
+    `headers` go with every request: a device token, for a server in tokens mode. Setting the
+    event `stop` ends the probe early.
     """
     samples, lock = [], threading.Lock()
     stamp = int(time.time() * 1000)
@@ -299,7 +302,7 @@ def probe(port, seconds, interval=0.2, timeout=10.0, slow_after=5.0):
         body = json.dumps({"type": "temperature", "value": number % 101, "date_created": stamp + number})
         for method, path, payload, expect in (("POST", f"/devices/{PROBE_DEVICE}/readings/", body, 201),
                                               ("GET", "/health", None, 200)):
-            outcome = timed_request(port, method, path, payload, expect, timeout)
+            outcome = timed_request(port, method, path, payload, expect, timeout, headers)
             with lock:
                 samples.append(outcome)
 
@@ -307,6 +310,8 @@ def probe(port, seconds, interval=0.2, timeout=10.0, slow_after=5.0):
     began = time.monotonic()
     for number in range(max(1, round(seconds / interval))):
         time.sleep(max(0.0, began + number * interval - time.monotonic()))
+        if stop is not None and stop.is_set():
+            break
         thread = threading.Thread(target=tick, args=(number,), daemon=True)
         thread.start()
         threads.append(thread)
@@ -320,9 +325,19 @@ def probe(port, seconds, interval=0.2, timeout=10.0, slow_after=5.0):
     return ProbeResult([value for value, _ in finished], Counter(why for _, why in finished if why), slow_after)
 
 
-def probe_in_process(port, seconds, interval=0.2, timeout=10.0, slow_after=5.0):
+def probe_in_process(port, seconds, interval=0.2, timeout=10.0, slow_after=5.0, headers=None):
     """Run probe() in a process of its own; None if it overran its deadline."""
-    return run_in_process(probe, (port, seconds, interval, timeout, slow_after), seconds + 3 * timeout + 15)
+    return run_in_process(probe, (port, seconds, interval, timeout, slow_after, headers), seconds + 3 * timeout + 15)
+
+
+def start_probe(port, seconds, stop, interval=0.2, timeout=10.0, slow_after=5.0, headers=None):
+    """Start probe() in a process of its own until `stop` (an event) is set; result() is None if it overran."""
+    return InProcess(probe, port, seconds, interval, timeout, slow_after, headers, stop)
+
+
+def new_event():
+    """Return an event that start_probe's process sees set."""
+    return _context.Event()
 
 
 # -- A slow reader ------------------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 import http.client
 import json
 import math
+import os
 import re
 import socket
+import subprocess
 import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -200,6 +205,75 @@ def post(port, path, body):
         connection.close()
 
 
+def device_token(url, device):
+    """Create a device token on a database with the token command line, as an operator would; return it."""
+    env = {**os.environ, "DATABASE_URL": url}
+    created = subprocess.run([launchers.PYTHON, "-m", "flask", "--app", "app", "tokens", "create", "--kind", "device",
+                              "--device", device], cwd=launchers.REPO, env=env, capture_output=True, text=True,
+                             check=True)
+    return created.stdout.strip()
+
+
+def send_large_body(port, path, size):
+    """POST `size` bytes of spaces without a token on a fresh connection; return the answer's status or None."""
+    try:
+        with socket.create_connection((launchers.HOST, port), timeout=60) as sock:
+            sock.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                         % (path.encode(), size))
+            chunk, sent = b" " * 65536, 0
+            try:
+                while sent < size:
+                    sent += sock.send(chunk[:size - sent])
+            except OSError:
+                pass  # refused before the whole body arrived
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    except OSError:
+        return None
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
+
+
+def bench_anonymous_bursts(url, rounds=3, senders=20, size=8 * MIB):
+    """Send bursts of large bodies without a token to each write route while a device posts and reads /health.
+
+    A server in tokens mode refuses them before reading them: 413 by nginx past the device route's
+    1 MiB, 401 by the app on POST /readings/. None may cost any other client an answer.
+    """
+    paths = ("/devices/bench-anonymous/readings/", "/readings/")
+    note(f"anonymous bursts: {rounds} rounds of {senders} concurrent {size // MIB} MiB POSTs to each write route")
+    server = launchers.new_server("api-bursts", launchers.production, "app:app", 2, DATABASE_URL=url,
+                                  CANARY_AUTH="tokens")
+    token = device_token(url, slowclients.PROBE_DEVICE)
+    statuses = Counter()
+    try:
+        server.start()
+        stop = slowclients.new_event()
+        probe = slowclients.start_probe(server.port, 600, stop, interval=0.05,
+                                        headers={"Authorization": f"Bearer {token}"})
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=senders) as pool:
+            for path in paths:
+                for _ in range(rounds):
+                    statuses.update(pool.map(lambda _: send_large_body(server.port, path, size), range(senders)))
+        seconds = time.monotonic() - began
+        time.sleep(5)  # the probe goes on: a worker taken out of rotation would stay out for 10 s
+        stop.set()
+        result = probe.result(60)
+    finally:
+        server.stop()
+    label = (f"Anonymous bursts: {rounds} rounds of {senders} concurrent {size // MIB} MiB POSTs without a token to "
+             f"each write route; a device's POST and /health every 50 ms, during and 5 s after")
+    target = "0 non-2xx, p99 ≤ 100 ms"
+    if result is None:
+        return [Row(label, "the probe overran its deadline", target, False)]
+    refused = ", ".join(f"{status} ×{count}" for status, count in sorted(statuses.items(), key=str))
+    p99 = result.percentile(0.99)
+    measured = (f"p99 {duration(p99)} · p50 {duration(result.percentile(0.5))} · {result.count} requests, "
+                f"{result.failed} not 2xx · the bursts: {refused} in {seconds:.1f} s")
+    return [Row(label, measured, target, result.failed == 0 and p99 <= 0.100)]
+
+
 def bench_memory(url):
     """POST a hostile and a full-size body to the gateway route; report the worker's peak RSS growth for each.
 
@@ -212,6 +286,8 @@ def bench_memory(url):
     bodies = {  # label: (body, the statuses that answer it correctly)
         "8 MiB of empty objects": ("[" + "{}," * (8 * MIB // 3 - 1) + "{}]", (413, 422)),
         "a full gateway batch of 10,000 readings": (json.dumps(batch), (201,)),
+        "10,000 readings of a 700-character unknown key": (json.dumps([{"k" * 700: n} for n in range(10_000)]),
+                                                           (422,)),
     }
     rows = []
     for label, (body, expected) in bodies.items():
