@@ -1,7 +1,17 @@
-"""Configuration classes and the environment variables that select and override them."""
+"""Configuration classes, and the environment variables that select and override them.
+
+Every setting of Config can be set from the environment as CANARY_<NAME> (Flask's
+from_prefixed_env, which reads values as JSON where they parse as JSON); DATABASE_URL,
+MAX_CONTENT_LENGTH, MAX_BATCH_CONTENT_LENGTH and MAX_BATCH keep their unprefixed names too.
+"""
 import os
 
 from sqlalchemy.engine import make_url
+
+ENV_PREFIX = "CANARY"
+# Unprefixed names that set a setting, kept from earlier releases; the prefixed name wins.
+ENV_ALIASES = {"DATABASE_URL": "SQLALCHEMY_DATABASE_URI", "MAX_CONTENT_LENGTH": "MAX_CONTENT_LENGTH",
+               "MAX_BATCH_CONTENT_LENGTH": "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH": "MAX_BATCH"}
 
 
 class Config:
@@ -17,7 +27,8 @@ class Config:
     # Gateway batches name a device in every reading, so a full batch needs more room.
     MAX_BATCH_CONTENT_LENGTH = 8 * 1024 * 1024
     MAX_BATCH = 10_000
-    CANARY_ROLE = "all"
+    # "all" serves every route; "ingest" only the write routes, "query" only the read routes.
+    ROLE = "all"
     # "tokens": every route but the public ones needs a bearer token; "open": none does.
     AUTH = "tokens"
     # How long a process trusts what it last read about a token, and so bounds how late a
@@ -52,19 +63,28 @@ def select_config(environ=os.environ):
     return Config
 
 
-def environment_overrides(environ=os.environ):
-    """Return the settings that environment variables override in any configuration."""
-    overrides = {}
-    if environ.get("DATABASE_URL"):
-        overrides["SQLALCHEMY_DATABASE_URI"] = environ["DATABASE_URL"]
-    for name in ("MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH"):
-        if environ.get(name):
-            overrides[name] = int(environ[name])
-    if environ.get("CANARY_ROLE"):
-        overrides["CANARY_ROLE"] = environ["CANARY_ROLE"]
-    if environ.get("CANARY_AUTH"):
-        overrides["AUTH"] = environ["CANARY_AUTH"]
-    return overrides
+def load_settings(config):
+    """Fill a Flask Config from the class and the variables of this process's environment, checking types."""
+    config.from_object(select_config())
+    for name, key in ENV_ALIASES.items():
+        if os.environ.get(name):
+            value = os.environ[name]
+            config[key] = value if key == "SQLALCHEMY_DATABASE_URI" else _number(name, value)
+    config.from_prefixed_env(ENV_PREFIX)
+    for name in dir(Config):
+        default = getattr(Config, name)
+        if name.isupper() and isinstance(default, (int, float, str)) and not isinstance(config[name], type(default)):
+            if not (isinstance(default, float) and isinstance(config[name], int)):
+                raise ValueError(f"{ENV_PREFIX}_{name} must be {type(default).__name__}, like its default "
+                                 f"{default!r}, not {config[name]!r}")
+    return config
+
+
+def _number(name, text):
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, not {text!r}") from None
 
 
 def database_uri(config):

@@ -2,7 +2,7 @@
 
 A histogram is a list of (value, count) pairs in ascending value order with every count > 0.
 Values are bounded integers, so one GROUP BY over the filtered readings yields it exactly (and
-histograms.py's GROUP BY (bucket, value) or (device, value) one per time bucket or per device).
+canary/statistics/groupings.py's GROUP BY (bucket, value) or (device, value) one per time bucket or per device).
 """
 import bisect
 import itertools
@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import sqlalchemy as sa
 
-from models import READING_COLUMNS, Reading, arrival_order, db, matching
+from models import READING_COLUMNS, SensorData, arrival_order, db, matching
 
 METRICS = ("min", "max", "median", "mean", "mode", "quartiles")
 STATISTICS = ("min", "max", "mean", "median", "mode", "quartile_1", "quartile_3")
@@ -52,7 +52,7 @@ def locate(histogram, rank):
 class _Ranks:
     """A histogram's values and the running totals of their counts, to find any rank by bisection."""
 
-    __slots__ = ("values", "ends", "count")
+    __slots__ = ("count", "ends", "values")
 
     def __init__(self, histogram):
         self.values, counts = zip(*histogram)
@@ -129,7 +129,7 @@ def describe(histogram):
 
 def fetch_histogram(filters):
     """Return the histogram of the readings that match the filters, in one indexed pass."""
-    statement = matching(sa.select(Reading.value, sa.func.count()), **filters).group_by(Reading.value)
+    statement = matching(sa.select(SensorData.value, sa.func.count()), **filters).group_by(SensorData.value)
     return sorted((value, count) for value, count in db.session.execute(statement) if value is not None)
 
 
@@ -142,8 +142,8 @@ def fetch_reading(filters, value, position, count):
     direction = sa.desc if from_end else sa.asc
     statement = (
         matching(sa.select(*READING_COLUMNS), **filters)
-        .where(Reading.value == value)
-        .order_by(direction(Reading.date_created), direction(arrival_order()))
+        .where(SensorData.value == value)
+        .order_by(direction(SensorData.date_created), direction(arrival_order()))
         .limit(1)
         .offset(count - 1 - position if from_end else position)
     )

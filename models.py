@@ -1,12 +1,12 @@
-"""The database: the readings table, engine tuning and the queries that read it."""
-import heapq
-import itertools
-import os
-import sqlite3
+"""Every table of the service, SensorData's readings and the tokens, and the one place the schema is created."""
+import threading
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from canary.database import write_transaction
 
 
 class Base(DeclarativeBase):
@@ -16,7 +16,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
-class Reading(db.Model):
+class SensorData(db.Model):
     """One temperature or humidity reading from one device."""
 
     __tablename__ = "readings"
@@ -42,125 +42,33 @@ class Reading(db.Model):
 
 
 # On SQLite a lone INTEGER PRIMARY KEY is the rowid; elsewhere the unique key above identifies rows.
-Reading.__table__.primary_key.ddl_if(dialect="sqlite")
+SensorData.__table__.primary_key.ddl_if(dialect="sqlite")
 
-READING_COLUMNS = (Reading.date_created, Reading.device_uuid, Reading.type, Reading.value)
+READING_COLUMNS = (SensorData.date_created, SensorData.device_uuid, SensorData.type, SensorData.value)
 READING_KEYS = tuple(column.key for column in READING_COLUMNS)
 
 
-def configure_engine(engine, busy_timeout_ms):
-    """Tune a SQLite engine for many concurrent writers; leave other databases alone."""
-    if engine.dialect.name != "sqlite":
-        return
+class Token(db.Model):
+    """A bearer token, stored only as the SHA-256 digest of its text."""
 
-    path = engine.url.database
+    __tablename__ = "tokens"
 
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, record):
-        # Let SQLAlchemy's begin event, not the driver, decide how transactions start.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-        record.info["file"] = file_identity(path)
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    device_uuid: Mapped[str | None] = mapped_column(sa.String(64))
+    label: Mapped[str | None] = mapped_column(sa.String(200))
+    # Epoch seconds, like readings' date_created.
+    created_at: Mapped[int] = mapped_column(sa.BigInteger())
+    revoked_at: Mapped[int | None] = mapped_column(sa.BigInteger())
 
-    @sa.event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_connection, record, proxy):
-        # Test harnesses delete and recreate the database file; a pooled connection would go on
-        # reading and writing the deleted one.
-        if record.info.get("file") != file_identity(path):
-            raise sa.exc.DisconnectionError("the database file was replaced")
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(connection):
-        # Writers take the write lock up front, so they queue on busy_timeout instead of failing.
-        statement = "BEGIN IMMEDIATE" if connection.get_execution_options().get("write", False) else "BEGIN"
-        try:
-            connection.connection.driver_connection.execute(statement)
-        except sqlite3.Error as error:  # e.g. locked beyond busy_timeout: the app answers it as for any statement
-            raise sa.exc.DBAPIError.instance(statement, None, error, sqlite3.Error, dialect=engine.dialect) from error
-
-
-def file_identity(path):
-    """Return what identifies the file at path (device and inode), or None if there is none."""
-    try:
-        status = os.stat(path)
-    except (OSError, TypeError, ValueError):
-        return None
-    return status.st_dev, status.st_ino
-
-
-def stream_readings(device_uuid, chunk_rows, type=None, start=None, end=None, limit=None, order="asc"):
-    """Yield lists of up to chunk_rows matching readings in date order, ties in arrival order.
-
-    Each type is read in date order through the (device, type, date) index and the streams are
-    merged, so ingest has no (device, date) index to keep up to date. Each stream reads keyset
-    pages, each in a short transaction of its own: a slow reader holds no snapshot that would
-    keep SQLite from checkpointing its WAL. The first next() reads the first pages and yields None.
-    """
-    descending, engine, arrival = order == "desc", db.engine, arrival_order()
-    with engine.connect() as connection:
-        types = [type] if type is not None else device_types(connection, device_uuid)
-    query = matching(sa.select(*READING_COLUMNS, arrival), device_uuid, start=start, end=end)
-    streams = [_keyset_pages(engine, query, reading_type, arrival, descending, limit, chunk_rows * PAGE_CHUNKS)
-               for reading_type in types]
-    firsts = [list(itertools.islice(stream, 1)) for stream in streams]  # runs each first query now
-    yield None
-    merged = heapq.merge(*(itertools.chain(first, stream) for first, stream in zip(firsts, streams)),
-                         key=lambda row: (row[0], row[4]), reverse=descending)
-    rows = itertools.islice(merged, limit)
-    while chunk := list(itertools.islice(rows, chunk_rows)):
-        yield [row[:4] for row in chunk]
-
-
-PAGE_CHUNKS = 10  # rows a keyset page reads, in chunks: enough to make each query's cost negligible
-
-
-def _keyset_pages(engine, query, reading_type, arrival, descending, limit, page_rows):
-    """Yield one type's rows of a query, with their arrival order, a page per short transaction."""
-    keys = [Reading.date_created, arrival]
-    base = (
-        query.where(Reading.type.is_(None) if reading_type is None else Reading.type == reading_type)
-        .order_by(*(key.desc() if descending else key for key in keys))
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('device', 'ingest', 'read')", name="ck_tokens_kind"),
+        sa.CheckConstraint(
+            "(kind = 'device' AND device_uuid IS NOT NULL) OR (kind <> 'device' AND device_uuid IS NULL)",
+            name="ck_tokens_device",
+        ),
     )
-    last, remaining = None, limit
-    while remaining is None or remaining > 0:
-        size = page_rows if remaining is None else min(page_rows, remaining)
-        statement = base if last is None else base.where(_after(keys, last, descending))
-        with engine.connect() as connection:
-            rows = connection.execute(statement.limit(size)).all()
-        yield from rows
-        if len(rows) < size:
-            return
-        last = (rows[-1][0], rows[-1][4])
-        remaining = None if remaining is None else remaining - len(rows)
-
-
-def _after(keys, last, descending):
-    """Return the condition for rows past `last` in (date, arrival) order, as an index range on date."""
-    (date, arrival), (last_date, last_arrival) = keys, last
-    if descending:
-        return sa.and_(date <= last_date, sa.or_(date < last_date, arrival < last_arrival))
-    return sa.and_(date >= last_date, sa.or_(date > last_date, arrival > last_arrival))
-
-
-def device_types(connection, device_uuid):
-    """Return the types among a device's readings, None included, with one index seek per type."""
-    types, last = [], None
-    while True:
-        statement = sa.select(sa.func.min(Reading.type)).where(Reading.device_uuid == device_uuid)
-        if last is not None:
-            statement = statement.where(Reading.type > last)
-        last = connection.execute(statement).scalar()
-        if last is None:
-            break
-        types.append(last)
-    untyped = sa.select(sa.literal(1)).where(Reading.device_uuid == device_uuid, Reading.type.is_(None))
-    if connection.execute(untyped.limit(1)).first():
-        types.append(None)
-    return types
 
 
 def arrival_order():
@@ -168,40 +76,67 @@ def arrival_order():
     if db.engine.dialect.name == "sqlite":
         # rowid exists on every SQLite table, including four-column tables made by other tools.
         return sa.literal_column("readings.rowid")
-    return Reading.id
+    return SensorData.id
 
 
 def matching(statement, device_uuid, type=None, start=None, end=None):
     """Restrict a statement to one device's readings within the optional filters."""
-    statement = statement.where(Reading.device_uuid == device_uuid)
+    statement = statement.where(SensorData.device_uuid == device_uuid)
     if type is not None:
-        statement = statement.where(Reading.type == type)
+        statement = statement.where(SensorData.type == type)
     if start is not None:
-        statement = statement.where(Reading.date_created >= start)
+        statement = statement.where(SensorData.date_created >= start)
     if end is not None:
-        statement = statement.where(Reading.date_created <= end)
+        statement = statement.where(SensorData.date_created <= end)
     return statement
 
 
 def check_readings_table():
     """Read at most one row of the readings table: proof that it can be queried, without a scan."""
-    db.session.execute(sa.select(sa.literal(1)).select_from(Reading.__table__).limit(1)).all()
+    db.session.execute(sa.select(sa.literal(1)).select_from(SensorData.__table__).limit(1)).all()
 
 
-def is_missing_table(error):
-    """Tell whether a database error says that a table does not exist."""
-    orig = getattr(error, "orig", None)
-    return getattr(orig, "sqlstate", None) == "42P01" or str(orig).startswith("no such table")
+_SCHEMA_LOCK_ID = 0x43616E617279  # any constant shared by every process that creates the schema
 
 
-def is_storage_full(error):
-    """Tell whether a database error says that its disk is full."""
-    orig = getattr(error, "orig", None)
-    return (getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-            or getattr(orig, "sqlstate", None) == "53100")
+def create_schema(engine):
+    """Create every table and any missing index; safe to run from many processes at once.
+
+    Tables made by other tools are kept as they are: a four-column readings table gets the index.
+    """
+    with write_transaction(engine) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_ID)))
+        for table in db.metadata.sorted_tables:
+            connection.execute(CreateTable(table, if_not_exists=True))
+            for index in table.indexes:
+                connection.execute(CreateIndex(index, if_not_exists=True))
 
 
-def is_unavailable(error):
-    """Tell whether a database error is about the database's state (down, locked, full), not the request."""
-    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)) or bool(
-        getattr(error, "connection_invalidated", False))
+class Schema:
+    """Creates the schema before a process's first request, and again before the next one after a table was lost.
+
+    Nothing is created when the app is imported, so `from app import app` touches no database.
+    """
+
+    def __init__(self):
+        self.ready, self._lock = False, threading.Lock()
+
+    def ensure(self):
+        """Create the schema unless this process already has, or knows it is whole."""
+        if self.ready:
+            return
+        with self._lock:
+            if not self.ready:
+                create_schema(db.engine)
+                self.ready = True
+
+    def lost(self):
+        """Note that a table went missing, so that the next request creates the schema again."""
+        self.ready = False
+
+
+def init_app(app):
+    """Create the schema on each process's first request."""
+    schema = app.extensions["canary_schema"] = Schema()
+    app.before_request(schema.ensure)

@@ -7,11 +7,12 @@ from importlib.resources import files
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from buckets import Interval
+from canary.statistics.buckets import Interval
 
 READING_TYPES = ("temperature", "humidity")
 # 1-64 of these characters, but not "." or "..", which clients normalise away as path segments.
-DEVICE_UUID_PATTERN = r"\A(?:[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}|\.[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,62}|\.\.[A-Za-z0-9_.:-]{1,62})\Z"
+DEVICE_UUID_PATTERN = (r"\A(?:[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}|\.[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,62}"
+                       r"|\.\.[A-Za-z0-9_.:-]{1,62})\Z")
 MAX_EPOCH_SECONDS = 2**63 - 1  # the largest value a 64-bit INTEGER/BIGINT column holds
 VALUE_RANGE = (0, 100)  # a reading's value, inclusive
 
@@ -167,7 +168,7 @@ class SummaryQuerySchema(MetricQuerySchema):
                          metadata={"description": "The most devices to return."})
 
 
-# What the API answers: these describe responses in the OpenAPI document (openapi.py).
+# What the API answers: these describe responses in the OpenAPI document (canary/openapi/).
 
 
 class StoredReadingSchema(Schema):

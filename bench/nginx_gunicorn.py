@@ -11,17 +11,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import serve  # noqa: E402  (needs the repo root on the path)
+from canary.production import supervisor  # noqa: E402  (needs the repo root on the path)
 
 GUNICORN_CONFIG = ROOT / "bench" / "gunicorn_sync.conf.py"
 
 
 def gunicorn_commands(environ, settings, runtime):
     """Return the command that starts gunicorn's sync workers on one Unix socket, with that socket."""
-    socket = serve.app_socket(runtime)
+    socket = supervisor.app_socket(runtime)
     return [([sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG),
               "--bind", f"unix:{socket}", environ.get("WSGI_APP") or "app:app"], socket)]
 
 
 if __name__ == "__main__":
-    sys.exit(serve.main(gunicorn_commands, "gunicorn"))
+    sys.exit(supervisor.main(gunicorn_commands, "gunicorn"))

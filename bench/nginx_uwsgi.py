@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import serve  # noqa: E402  (needs the repo root on the path)
+from canary.production import nginx, supervisor  # noqa: E402  (needs the repo root on the path)
 
 # What a WSGI server needs from nginx; every request header is passed as well, as HTTP_*.
 UWSGI_PARAMS = {
@@ -38,7 +38,7 @@ SHARED_DIRECTIVES = ("request_buffering", "buffering", "buffers", "max_temp_file
 def uwsgi_nginx_config(environ, settings, runtime, sockets):
     """Return serve.py's nginx configuration, passing requests to the workers over the uwsgi protocol."""
     lines, replaced = [], False
-    for line in serve.nginx_config(environ, settings, runtime, sockets).splitlines():
+    for line in nginx.nginx_config(environ, settings, runtime, sockets).splitlines():
         directive = line.strip()
         indent = line[:len(line) - len(line.lstrip())]
         if directive == "keepalive 64;":
@@ -65,12 +65,12 @@ def uwsgi_commands(environ, settings, runtime):
         raise SystemExit(f"nginx_uwsgi: {executable} is missing; install requirements.txt (pyuwsgi)")
     return [([
         str(executable), "--strict", "--master", "--processes", "1",
-        "--threads", str(serve.worker_threads(environ, settings)), "--enable-threads",
+        "--threads", str(supervisor.worker_threads(environ, settings)), "--enable-threads",
         "--lazy-apps", "--single-interpreter", "--need-app", "--die-on-term", "--disable-logging",
         "--socket", str(socket), "--chmod-socket=666", "--listen", "1024", "--buffer-size", "65535",
         "--pythonpath", str(ROOT), "--module", environ.get("WSGI_APP") or "app:app",
-    ], socket) for socket in serve.worker_sockets(environ, runtime)]
+    ], socket) for socket in supervisor.worker_sockets(environ, runtime)]
 
 
 if __name__ == "__main__":
-    sys.exit(serve.main(uwsgi_commands, "uWSGI", uwsgi_nginx_config))
+    sys.exit(supervisor.main(uwsgi_commands, "uWSGI", uwsgi_nginx_config))

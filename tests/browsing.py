@@ -6,7 +6,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import expect
-
 from serving import call
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,30 +1,58 @@
-"""Shared fixtures: an application per test on SQLite, and on PostgreSQL when one is configured."""
-import atexit
+"""Shared fixtures: an application per test on SQLite, and on PostgreSQL when one is configured; and markers.
+
+The suite runs under the testing settings, as after `source configure_testing.sh`: the module-level
+`app` reads ./test_database.db, which a test written the classic way fills with sqlite3. Importing
+it touches no database; the fixtures below build apps on databases of their own.
+"""
 import os
-import shutil
-import sys
-import tempfile
 import uuid
+from collections import Counter
 
-# Importing `app` builds its module-level application, so point it at a throwaway database
-# before anything imports it; otherwise the import would create ./database.db in the repository.
-_IMPORT_DIR = tempfile.mkdtemp(prefix="canary-import-")
-atexit.register(shutil.rmtree, _IMPORT_DIR, ignore_errors=True)
-os.environ["DATABASE_URL"] = "sqlite:///" + os.path.join(_IMPORT_DIR, "import.db")
-for _name in ("CANARY_ROLE", "CANARY_AUTH", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH"):
-    os.environ.pop(_name, None)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+os.environ.setdefault("TESTING_SETTINGS", "1")
+# Settings a developer's shell may hold would change what the tests' apps are built with.
+for _name in list(os.environ):
+    if _name in ("DATABASE_URL", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH") or (
+            _name.startswith("CANARY_") and not _name.startswith(("CANARY_TEST_", "CANARY_REQUIRE_"))):
+        del os.environ[_name]
 
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from flask import Flask  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
 
 from app import create_app  # noqa: E402
-from models import Reading, db  # noqa: E402
+from models import SensorData, db  # noqa: E402
+
+
+class BufferedClient(FlaskClient):
+    """The test client, reading each response whole and closing it, as a server does; files are not left open."""
+
+    def open(self, *args, buffered=True, **kwargs):
+        return super().open(*args, buffered=buffered, **kwargs)
+
+
+Flask.test_client_class = BufferedClient
 
 POSTGRES_URL_VARIABLE = "CANARY_TEST_POSTGRES_URL"
+# Kinds of test that take seconds each, or a server or browser of their own: `pytest -m "not slow"` skips them.
+SLOW_KINDS = ("production", "browser", "postgresql", "fuzzing", "crash")
+# Fixtures that make a test of a kind, whichever module it is in.
+KIND_OF_FIXTURE = {"production": "production", "browser": "browser", "postgres_database_uri": "postgresql"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark tests by the fixtures they use, and every test of a slow kind as slow."""
+    for item in items:
+        for fixture, kind in KIND_OF_FIXTURE.items():
+            if fixture in item.fixturenames and (fixture != "postgres_database_uri" or _on_postgres(item)):
+                item.add_marker(kind)
+        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
+            item.add_marker("slow")
+
+
+def _on_postgres(item):
+    callspec = getattr(item, "callspec", None)
+    return callspec is None or callspec.params.get("database_uri", "postgresql") == "postgresql"
 
 
 def _with_search_path(url, schema):
@@ -32,7 +60,7 @@ def _with_search_path(url, schema):
     return f"{url}{separator}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def database_uri(request, tmp_path):
     """A database URI of its own for this test, on each backend."""
     if request.param == "sqlite":
@@ -45,7 +73,8 @@ def postgres_database_uri():
     """A URI whose connections use a fresh schema of the test PostgreSQL database, dropped afterwards."""
     url = os.environ.get(POSTGRES_URL_VARIABLE)
     if not url:
-        reason = f"PostgreSQL tests need {POSTGRES_URL_VARIABLE} (e.g. postgresql+psycopg://user:pw@host/db)"
+        reason = (f"PostgreSQL tests need {POSTGRES_URL_VARIABLE} (e.g. postgresql+psycopg://user:pw@host/db; "
+                  "docs/postgresql.md)")
         if os.environ.get("CANARY_REQUIRE_POSTGRES"):
             pytest.fail(reason)
         pytest.skip(reason)
@@ -69,6 +98,8 @@ def make_app(database_uri):
     def build(**config):
         application = create_app({"SQLALCHEMY_DATABASE_URI": database_uri, "AUTH": "open", **config})
         apps.append(application)
+        with application.app_context():  # as a server's first request would, so tests may write directly
+            application.extensions["canary_schema"].ensure()
         return application
 
     yield build
@@ -93,7 +124,7 @@ def stored_count(app):
 
     def count():
         with app.app_context():
-            statement = sa.select(sa.func.count()).select_from(Reading.__table__)
+            statement = sa.select(sa.func.count()).select_from(SensorData.__table__)
             return db.session.execute(statement).scalar_one()
 
     return count
@@ -125,9 +156,8 @@ def production(tmp_path):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """One headless Debian Chromium per test module, on a fresh profile; skipped (or failed) without it."""
-    from playwright.sync_api import sync_playwright
-
     from browsing import launch, require_browser
+    from playwright.sync_api import sync_playwright
 
     require_browser()
     with sync_playwright() as playwright:
@@ -137,7 +167,12 @@ def browser(tmp_path_factory):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print how many requests the OpenAPI fuzzing generated on each backend, and the dashboard's figures."""
+    """Say why tests were skipped, and print the fuzzing's case counts and the dashboard's figures."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = Counter(report.longrepr[2].removeprefix("Skipped: ") for report in skipped
+                      if isinstance(report.longrepr, tuple))
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"skipped {count:,}: {reason}")
     cases, operations = {}, {}
     for reports in terminalreporter.stats.values():
         for report in reports:

@@ -1,5 +1,6 @@
 """Brute-force answers for bucketed statistics, built without buckets.py or metrics.py."""
 import datetime as dt
+import itertools
 import statistics
 
 ORIGIN = dt.date(1969, 12, 29)  # the Monday the README counts calendar buckets from
@@ -18,7 +19,7 @@ def local_day(instant, zone):
 
 def first_instant_of(day, zone):
     """The first epoch second whose local date is `day` or later, by bisection over four days."""
-    naive = dt.datetime.combine(ORIGIN + dt.timedelta(days=day), dt.time()).replace(tzinfo=dt.timezone.utc)
+    naive = dt.datetime.combine(ORIGIN + dt.timedelta(days=day), dt.time()).replace(tzinfo=dt.UTC)
     low, high = int(naive.timestamp()) - 2 * 86_400, int(naive.timestamp()) + 2 * 86_400
     while high - low > 1:
         middle = (low + high) // 2
@@ -75,7 +76,7 @@ def series(readings, interval, zone, start=None, end=None, keep_empty=True):
         return []
     bounds = edges(interval, zone, first, last)
     result = []
-    for low, high in zip(bounds, bounds[1:]):
+    for low, high in itertools.pairwise(bounds):
         values = [value for value, date in inside if low <= date < high]
         if values or keep_empty:
             result.append({"start": low, "end": high, **describe(values)})

@@ -74,7 +74,7 @@ def _complete(received):
 
 def require_nginx():
     """Skip the test when nginx is missing, or fail it where CANARY_REQUIRE_NGINX says it must run."""
-    from serve import find_nginx
+    from canary.production.nginx import find_nginx
 
     if find_nginx() is None:
         reason = "the production command needs nginx (Debian: apt-get install nginx-light)"

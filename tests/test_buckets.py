@@ -3,13 +3,13 @@ import bisect
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import oracles
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import buckets
-import oracles
-from buckets import Interval
+from canary.statistics import buckets
+from canary.statistics.buckets import Interval
 
 ZONES = ["UTC", "Europe/London", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "Pacific/Chatham",
          "America/Santiago", "Pacific/Apia"]

@@ -125,10 +125,12 @@ def test_configure_scripts_set_variables(script, inherited, expected, cleared):
 def test_sourced_script_then_module_app_uses_its_database(tmp_path, script, filename):
     env = {key: value for key, value in os.environ.items()
            if key not in ("DATABASE_URL", "TESTING_SETTINGS", "DEVELOPMENT_SETTINGS", "CANARY_ROLE", "CANARY_AUTH")}
-    program = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from app import app; print(app.name)"
+    program = (f"import sys, glob; sys.path.insert(0, {str(ROOT)!r}); from app import app; "
+               "print(sorted(glob.glob('*.db'))); print(app.test_client().get('/health').status_code)")
     source = f"source {ROOT / script}; " if script else ""
-    subprocess.run(["bash", "-c", f'{source}exec "$0" -c "$1"', sys.executable, program],
-                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    output = subprocess.run(["bash", "-c", f'{source}exec "$0" -c "$1"', sys.executable, program],
+                            cwd=tmp_path, env=env, check=True, capture_output=True, text=True).stdout
+    assert output.split() == ["[]", "200"]  # the import touched no database; the first request made its file
     assert [path.name for path in tmp_path.glob("*.db")] == [filename]
 
 
@@ -197,6 +199,45 @@ def test_canary_auth_overrides_every_setting(clean_env, monkeypatch, setting, mo
     application = start(clean_env)
     assert application.config["AUTH"] == mode
     assert application.test_client().post("/devices/dev-1/readings/", data=json.dumps(READING)).status_code == status
+
+
+NEW_VALUES = {"DATABASE_FILE": "other.db", "MAX_CONTENT_LENGTH": 2048, "MAX_BATCH_CONTENT_LENGTH": 4096,
+              "MAX_BATCH": 7, "ROLE": "query", "AUTH": "open", "TOKEN_CACHE_SECONDS": 0.5,
+              "SQLITE_BUSY_TIMEOUT_MS": 1234, "STREAM_CHUNK_ROWS": 10}
+
+
+@pytest.mark.parametrize("name", [name for name in dir(Config) if name.isupper()])
+def test_every_setting_can_be_set_from_the_environment(clean_env, monkeypatch, name):
+    if name in ("SQLALCHEMY_DATABASE_URI", "SQLALCHEMY_ENGINE_OPTIONS", "PROPAGATE_EXCEPTIONS"):
+        value = {"SQLALCHEMY_DATABASE_URI": "sqlite:////tmp/elsewhere.db", "PROPAGATE_EXCEPTIONS": True,
+                 "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False}}[name]
+    else:
+        value = NEW_VALUES[name]
+    assert value != getattr(Config, name)
+    monkeypatch.setenv(f"CANARY_{name}", value if isinstance(value, str) else json.dumps(value))
+    assert start(clean_env).config[name] == value
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH"])
+def test_earlier_unprefixed_names_still_set_their_settings(clean_env, monkeypatch, tmp_path, name):
+    value = f"sqlite:///{tmp_path}/old-name.db" if name == "DATABASE_URL" else "4321"
+    monkeypatch.setenv(name, value)
+    key = "SQLALCHEMY_DATABASE_URI" if name == "DATABASE_URL" else name
+    assert str(start(clean_env).config[key]) == value
+
+
+def test_prefixed_name_wins_over_the_unprefixed_one(clean_env, monkeypatch):
+    monkeypatch.setenv("MAX_BATCH", "10")
+    monkeypatch.setenv("CANARY_MAX_BATCH", "20")
+    assert start(clean_env).config["MAX_BATCH"] == 20
+
+
+@pytest.mark.parametrize("name, value", [("CANARY_MAX_BATCH", "many"), ("CANARY_TOKEN_CACHE_SECONDS", '"2"'),
+                                         ("CANARY_AUTH", "3"), ("MAX_BATCH", "1.5")])
+def test_setting_of_the_wrong_type_refuses_to_start(clean_env, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name.removeprefix("CANARY_")):
+        create_app()
 
 
 @pytest.mark.parametrize("mode", ["Tokens", "OPEN", "none", "token", " open", "off"])

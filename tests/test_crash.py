@@ -3,9 +3,11 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 import sqlalchemy as sa
-
 from serving import call
+
+pytestmark = pytest.mark.crash
 
 WRITERS = 8
 BATCH = 50
@@ -25,7 +27,8 @@ def write_until_refused(port, writer, results, stop):
             device = f"crash-{writer}-{kind}"
             readings = [{"type": "temperature", "value": date % 101, "date_created": date} for date in dates]
             if kind == "single":
-                path, body, expected = f"/devices/{device}/readings/", readings[0], {**readings[0], "device_uuid": device}
+                path, body = f"/devices/{device}/readings/", readings[0]
+                expected = {**readings[0], "device_uuid": device}
             elif kind == "device":
                 path, body, expected = f"/devices/{device}/readings/", readings, {"count": size}
             else:
@@ -58,7 +61,10 @@ def test_server_killed_at_once_loses_no_acknowledged_reading(production, databas
                for n in range(WRITERS)]
     for writer in writers:
         writer.start()
-    time.sleep(3)
+    deadline = time.monotonic() + 120
+    while sum(len(dates) for _, dates, ok in list(results) if ok) <= 1000:  # the kill comes in the middle of load
+        assert time.monotonic() < deadline, "the writers were not acknowledged 1,000 readings"
+        time.sleep(0.05)
     server.kill()
     stop.set()
     for writer in writers:
@@ -71,7 +77,7 @@ def test_server_killed_at_once_loses_no_acknowledged_reading(production, databas
     assert max(stored.values()) == 1  # nothing stored twice
     for dates in acknowledged:
         assert all(stored[date] == 1 for date in dates)
-    for kind, dates, ok in results:
+    for kind, dates, _ok in results:
         kept = sum(stored[date] for date in dates)
         assert kept in (0, len(dates)), (kind, kept)  # a batch is all or nothing, acknowledged or not
     assert call(restarted.port, "GET", "/health")[:2] == (200, {"status": "ok"})

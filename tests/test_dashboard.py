@@ -11,10 +11,11 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import expect
-
 from browsing import TIME_ZONE, WatchedPage, api_get, assert_device_matches_api, open_view, post_readings
+from playwright.sync_api import expect
 from serving import ProductionServer, call, require_nginx
+
+pytestmark = [pytest.mark.browser, pytest.mark.production]
 
 HOUR, DAY = 3600, 86_400
 NOW = int(time.time())

@@ -6,7 +6,8 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-import dashboard
+from canary.dashboard import views as dashboard
+from canary.ingest.store import insert_readings
 
 STATIC = Path(dashboard.__file__).resolve().parent / "static"
 PAGES = ["/dashboard/", "/dashboard", "/dashboard/devices/36e7e2a4-0f0f-4c4c-9a9a-1b2b3c4d5e6f/",
@@ -88,8 +89,6 @@ def test_device_page_refuses_a_bad_device_id(client, device):
 def test_device_page_tells_nothing_about_the_device(make_app):
     application = make_app(AUTH="tokens")
     with application.app_context():
-        from writes import insert_readings
-
         insert_readings([{"device_uuid": "known", "type": "temperature", "value": 20, "date_created": 1}])
     client = application.test_client()
     known = client.get("/dashboard/devices/known/").get_data(as_text=True)

@@ -2,14 +2,16 @@
 import time
 
 import pytest
+from browsing import WatchedPage, api_get, open_view, post_readings
 from playwright.sync_api import expect
+from serving import ProductionServer, call, require_nginx
 
 from app import create_app
-from auth import INVALID
-from browsing import WatchedPage, api_get, open_view, post_readings
+from canary.access.tokens import INVALID
+from canary.cli.tokens import store_tokens
 from models import db
-from serving import ProductionServer, call, require_nginx
-from tokens_cli import store_tokens
+
+pytestmark = [pytest.mark.browser, pytest.mark.production]
 
 DEVICES = ("porch", "loft")
 UNKNOWN_TOKEN = "cnry_" + "Q" * 43

@@ -9,11 +9,13 @@ import statistics
 import time
 
 import pytest
+from browsing import WatchedPage, assert_device_matches_api, open_view
+from serving import ProductionServer, require_nginx
 
 from app import create_app
-from browsing import WatchedPage, assert_device_matches_api, open_view
 from models import db
-from serving import ProductionServer, require_nginx
+
+pytestmark = [pytest.mark.browser, pytest.mark.production]
 
 DEVICE = "year-device"
 READINGS = 500_000
@@ -44,6 +46,7 @@ def server(tmp_path_factory):
     database = folder / "readings.db"
     application = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}", "AUTH": "open"})
     with application.app_context():
+        application.extensions["canary_schema"].ensure()
         db.engine.dispose()
     connection = sqlite3.connect(database, isolation_level=None)
     try:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-import ingest
-from app import create_app
-from models import db
 from serving import call, free_port
+
+from app import create_app
+from canary.ingest import group_commit
+from models import db
 
 READING = {"type": "temperature", "value": 21, "date_created": 1000}
 
@@ -32,7 +32,8 @@ def sqlite_app(tmp_path):
     apps = []
 
     def build(**config):
-        apps.append(create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/failing.db", "AUTH": "open", **config}))
+        apps.append(create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/failing.db", "AUTH": "open",
+                                **config}))
         return apps[-1]
 
     yield build
@@ -93,19 +94,28 @@ def test_sqlite_storage_full_is_503_saying_so(sqlite_app, device):
 
 def end_connections(postgres_database_uri, name):
     """End every PostgreSQL connection of one application name from the server's side."""
-    engine = sa.create_engine(postgres_database_uri)
-    with engine.connect() as connection:
-        ended = connection.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"
-        ), {"name": name}).scalars().all()
-    engine.dispose()
-    assert ended and all(ended)
-    time.sleep(0.2)  # the backends exit after answering
+    engine = sa.create_engine(postgres_database_uri, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            ended = connection.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"
+            ), {"name": name}).scalars().all()
+            assert ended and all(ended)
+            # The backends exit after answering. Each statement in autocommit sees activity afresh, where
+            # a transaction would keep seeing the snapshot it took first.
+            deadline = time.monotonic() + 30
+            while connection.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                                     {"name": name}).scalar():
+                assert time.monotonic() < deadline, "the ended backends are still there"
+                time.sleep(0.02)
+    finally:
+        engine.dispose()
 
 
 def test_postgres_connections_ended_by_the_server_fail_no_request(postgres_database_uri, device):
     name = f"canary-{device}"
-    application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}", "AUTH": "open"})
+    application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}",
+                              "AUTH": "open"})
     client = application.test_client()
     path = f"/devices/{device}/readings/"
     assert client.post(path, data=json.dumps(READING)).status_code == 201  # opens the kept connection
@@ -122,11 +132,12 @@ def test_postgres_connections_ended_by_the_server_fail_no_request(postgres_datab
 def test_postgres_connection_ended_between_check_and_insert_is_503_then_heals(postgres_database_uri, device,
                                                                               monkeypatch):
     name = f"canary-{device}"
-    application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}", "AUTH": "open"})
+    application = create_app({"SQLALCHEMY_DATABASE_URI": f"{postgres_database_uri}&application_name={name}",
+                              "AUTH": "open"})
     client = application.test_client()
     path = f"/devices/{device}/readings/"
     assert client.post(path, data=json.dumps(READING)).status_code == 201  # prepares the INSERT
-    monkeypatch.setattr(ingest._KeptConnection, "_usable", lambda self: True)  # the end comes after the check
+    monkeypatch.setattr(group_commit._KeptConnection, "_usable", lambda self: True)  # the end comes after the check
     end_connections(postgres_database_uri, name)
     failed = client.post(path, data=json.dumps({**READING, "date_created": 2}))
     assert_retry_later(failed.status_code, failed.get_json(), failed.headers)

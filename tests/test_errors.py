@@ -3,29 +3,13 @@ import json
 from urllib.parse import quote
 
 import pytest
+from assertions import assert_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from werkzeug.http import HTTP_STATUS_CODES
 
 GOOD = {"type": "temperature", "value": 5, "date_created": 100}
 METRIC_PATHS = [f"/devices/dev-1/readings/{m}/" for m in ("min", "max", "median", "mean", "mode", "quartiles")]
 READ_PATHS = ["/devices/dev-1/readings/"] + METRIC_PATHS
-
-
-def assert_error(response, code):
-    assert response.status_code == code
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert body["code"] == code
-    assert body["status"] == HTTP_STATUS_CODES[code]
-    assert isinstance(body["message"], str) and body["message"]
-    if code == 422:
-        assert set(body) == {"code", "status", "message", "errors"}
-        assert isinstance(body["errors"], dict) and body["errors"]
-    else:
-        assert set(body) == {"code", "status", "message"}
-    return body
 
 
 @pytest.mark.parametrize(

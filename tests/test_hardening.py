@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from parsing import LISTED_INVALID_READINGS, NOT_JSON, TOO_DEEP
-from request_guards import CountedInput, RequestGuards
+from canary.ingest.loading import LISTED_INVALID_READINGS
+from canary.web.guards import CountedInput, RequestGuards
+from canary.web.requests import NOT_JSON, TOO_DEEP
 
 GOOD = {"type": "temperature", "value": 5, "date_created": 100}
 MAX_EPOCH = 2**63 - 1

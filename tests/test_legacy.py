@@ -70,15 +70,17 @@ def legacy(monkeypatch, tmp_path):
     yield module.app, tmp_path / "test_database.db"
     with module.app.app_context():
         db.engine.dispose()
-    # Put the module-level app back on the throwaway database the suite imported it with.
+    # Put the module-level app back as the suite imported it.
     monkeypatch.undo()
     importlib.reload(app_module)
 
 
-def test_import_creates_test_database_in_working_directory(legacy):
+def test_import_touches_no_database_and_the_first_request_makes_it_in_working_directory(legacy):
     application, path = legacy
-    assert path.exists()
+    assert not path.exists()
     assert application.config["TESTING"] is True
+    assert application.test_client().get("/health").status_code == 200
+    assert path.exists() and columns(path) == ["id", "device_uuid", "type", "value", "date_created"]
 
 
 def test_listing_counts_identical_rows(legacy):
@@ -151,7 +153,8 @@ def test_table_replaced_again_under_running_app(legacy):
 def test_database_file_recreated_under_running_app(legacy):
     application, path = legacy
     client = application.test_client()
-    assert client.post("/devices/test_device/readings/", data=json.dumps({"type": "humidity", "value": 1})).status_code == 201
+    posted = client.post("/devices/test_device/readings/", data=json.dumps({"type": "humidity", "value": 1}))
+    assert posted.status_code == 201
     for suffix in ("", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     rebuild(path, ROWS)

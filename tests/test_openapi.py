@@ -1,6 +1,5 @@
 """The OpenAPI document: valid, complete against the routes, and its docs page served whole by the app."""
 import re
-import zoneinfo
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
@@ -11,13 +10,17 @@ from marshmallow import ValidationError
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
-import openapi
-from auth import PUBLIC, rule_of
-from openapi_fields import interval_text_pattern
+from canary.access.rules import PUBLIC, rule_of
+from canary.openapi import page as docs_page
+from canary.openapi.document import openapi_path
+from canary.openapi.fields import interval_text_pattern
+from canary.readings import views as readings_views
 from schemas import MAX_EPOCH_SECONDS, SeriesQuerySchema, zone_names
 
 # Routes the document leaves out, each with its reason.
 UNDOCUMENTED_ENDPOINTS = {
+    "openapi.docs_asset": "the docs page's own files, not part of the API",
+    "dashboard.static": "the dashboard page's own files, not part of the API",
 }
 # Methods the document leaves out on every path: Flask answers them for every route by itself.
 UNDOCUMENTED_METHODS = {"HEAD", "OPTIONS"}
@@ -29,7 +32,7 @@ def documented_operations(document):
 
 
 def served_operations(app):
-    return {(openapi.openapi_path(rule), method) for rule in app.url_map.iter_rules()
+    return {(openapi_path(rule), method) for rule in app.url_map.iter_rules()
             if rule.endpoint not in UNDOCUMENTED_ENDPOINTS for method in rule.methods - UNDOCUMENTED_METHODS}
 
 
@@ -63,12 +66,12 @@ def test_document_integer_is_a_json_integer_as_the_api_reads_it(document, value,
 
 def test_document_describes_every_route_and_method(app, document):
     served, documented = served_operations(app), documented_operations(document)
-    assert not served - documented, f"describe these routes in openapi_operations.OPERATIONS: {sorted(served - documented)}"
+    assert not served - documented, f"describe these routes with @documented: {sorted(served - documented)}"
     assert not documented - served, f"described but not served: {sorted(documented - served)}"
 
 
 def test_route_without_description_is_left_out_of_the_document(make_app, monkeypatch):
-    monkeypatch.delitem(openapi.OPERATIONS, "readings.health")
+    monkeypatch.delattr(readings_views.health, "openapi_operation")
     app = make_app()
     assert ("/health", "GET") not in documented_operations(app.extensions["openapi"])
     assert ("/health", "GET") in served_operations(app)
@@ -93,8 +96,7 @@ def test_token_requirement_follows_auth_setting(make_app, auth, security):
 
 
 def test_database_routes_document_503_with_retry_after(document):
-    database_free = {"openapi.openapi_document", "openapi.docs", "openapi.docs_asset", "dashboard.fleet",
-                     "dashboard.device", "dashboard.static"}
+    database_free = {"openapi.openapi_document", "openapi.docs", "dashboard.fleet", "dashboard.device"}
     for path, method, operation in operations(document):
         responses = operation["responses"]
         assert ("503" in responses) != (operation["operationId"] in database_free), (method, path)
@@ -103,7 +105,7 @@ def test_database_routes_document_503_with_retry_after(document):
 
 
 def test_every_error_response_has_the_error_shape(document):
-    for path, method, operation in operations(document):
+    for _path, _method, operation in operations(document):
         for status, response in operation["responses"].items():
             if int(status) >= 400:
                 assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
@@ -136,8 +138,7 @@ def test_parameters_carry_patterns_bounds_and_enums(document):
     assert query["type"]["schema"]["enum"] == ["temperature", "humidity"]
     assert {p["name"]: p["required"] for p in metric["get"]["parameters"]} == {"type": True, "start": False,
                                                                                "end": False}
-    body = metric["get"]["requestBody"]
-    assert not body["required"] and "query string is the primary form" in body["description"]
+    assert "requestBody" not in metric["get"] and "the query string wins" in metric["get"]["description"]
 
 
 SERIES = "/devices/{device_uuid}/readings/series/"
@@ -150,20 +151,15 @@ def test_series_and_summary_parameters_say_what_the_api_takes(document):
         "type": True, "start": False, "end": False, "interval": True, "tz": False, "fill": False}
     assert {p["name"]: p["required"] for p in summary["parameters"]} == {"type": True, "start": False, "end": False,
                                                                          "limit": False}
-    # A query string carries every interval as text; a JSON body may send seconds as an integer too.
+    # A query string carries every interval as text; a JSON GET body may send seconds as an integer too, which
+    # the description says in words.
     assert query["interval"]["schema"] == {"type": "string", "pattern": interval_text_pattern()}
-    body = document["components"]["schemas"]["SeriesQuery"]["properties"]
-    assert body["interval"]["anyOf"] == [{"type": "integer", "minimum": 1, "maximum": MAX_EPOCH_SECONDS},
-                                         {"type": "string", "pattern": interval_text_pattern()}]
     assert query["fill"]["schema"]["enum"] == ["null", "none"] and "nullable" not in query["fill"]["schema"]
-    assert body["fill"]["enum"] == ["null", "none", None] and body["fill"]["nullable"]
-    zone = {"$ref": "#/components/schemas/TimeZone"}
-    assert query["tz"]["schema"]["allOf"] == body["tz"]["allOf"] == [zone]
+    assert query["tz"]["schema"]["allOf"] == [{"$ref": "#/components/schemas/TimeZone"}]
     names = set(document["components"]["schemas"]["TimeZone"]["enum"])
     assert names == zone_names() and {"UTC", "Europe/London", "Asia/Kathmandu"} <= names
     assert not names & {"localtime", "posixrules"}
     for operation in (series, summary):
-        assert not operation["requestBody"]["required"]
         assert "CANARY_ROLE" in operation["responses"]["404"]["description"]
         assert {"400", "401", "403", "404", "413", "422", "503"} <= set(operation["responses"])
 
@@ -236,13 +232,13 @@ def test_docs_page_and_every_asset_it_references_are_served(client):
     assert page.status_code == 200 and page.mimetype == "text/html"
     parser = AssetLinks()
     parser.feed(page.get_data(as_text=True))
-    assert len(parser.urls) == len(openapi.DOCS_ASSETS)
+    assert len(parser.urls) == len(docs_page.DOCS_ASSETS)
     for url in parser.urls:
         assert not urlsplit(url).scheme and not urlsplit(url).netloc, f"{url} is on another host"
         asset = client.get(url)
         assert asset.status_code == 200, url
         assert len(asset.get_data()) > 0
-        assert asset.mimetype == openapi.DOCS_ASSETS[url.rsplit("/", 1)[1]]
+        assert asset.mimetype == docs_page.DOCS_ASSETS[url.rsplit("/", 1)[1]]
     assert 'data-document="/openapi.json"' in page.get_data(as_text=True)
     assert "validatorUrl: null" in client.get("/docs/assets/docs.js").get_data(as_text=True)
 
@@ -265,13 +261,27 @@ def test_unknown_docs_asset_is_404(client, name):
 
 @pytest.mark.parametrize("headers, status", [({}, 200), ({"Range": "bytes=0-10"}, 206), ({"If-None-Match": "*"}, 304),
                                              ({"Range": "bytes=999999999-"}, 416)])
-def test_docs_asset_range_and_conditional_answers_are_documented(client, document, headers, status):
-    response = client.get("/docs/assets/swagger-ui.css", headers=headers)
-    assert response.status_code == status
-    assert str(status) in document["paths"]["/docs/assets/{filename}"]["get"]["responses"]
+def test_docs_asset_answers_ranges_and_conditions(client, headers, status):
+    assert client.get("/docs/assets/swagger-ui.css", headers=headers).status_code == status
 
 
-PATH_VALUES = {"device_uuid": "dev-1", "metric": "min", "filename": "swagger-ui.css"}
+def test_asset_routes_are_left_out_of_the_document(document):
+    assert not [path for path in document["paths"] if "{filename}" in path]
+
+
+def test_get_operations_take_query_parameters_and_describe_the_body_in_words(document):
+    for path, method, operation in operations(document):
+        if method == "get" and "parameters" in operation:
+            assert "requestBody" not in operation, path  # browsers, and so Swagger UI, cannot send one
+            assert "JSON object in the body of the GET" in operation["description"], path
+
+
+@pytest.mark.parametrize("path", ["/docs", "/docs/", "/openapi.json", "/openapi.json/"])
+def test_docs_and_document_answer_with_or_without_a_trailing_slash(client, path):
+    assert client.get(path).status_code == 200
+
+
+PATH_VALUES = {"device_uuid": "dev-1", "metric": "min"}
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])

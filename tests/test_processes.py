@@ -13,11 +13,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import serving
 import sqlalchemy as sa
 
-import serving
 from configmodule import Config
 from models import db
+
+pytestmark = pytest.mark.production
 
 REQUEST_TIMEOUT = 30
 RUN_TIMEOUT = 240

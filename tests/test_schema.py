@@ -2,8 +2,7 @@
 import pytest
 import sqlalchemy as sa
 
-from auth import Token
-from models import db
+from models import Token, db
 
 # Every insert updates each index, so the schema keeps to the one covering index the queries need.
 INDEXED_COLUMNS = {("device_uuid", "type", "date_created", "value")}

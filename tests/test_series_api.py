@@ -5,12 +5,11 @@ import re
 import uuid
 from zoneinfo import ZoneInfo
 
+import oracles
 import pytest
+from assertions import assert_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import oracles
-from test_errors import assert_error
 from test_metrics_api import assert_same, store
 
 api_settings = settings(

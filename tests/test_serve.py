@@ -8,14 +8,16 @@ import stat
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
+from serving import ProductionServer, call, free_port, raw_exchange, require_nginx
 
 from app import create_app
-from serving import ProductionServer, call, free_port, raw_exchange, require_nginx
-from tokens_cli import store_tokens
+from canary.cli.tokens import store_tokens
+
+pytestmark = pytest.mark.production
 
 READING = {"type": "temperature", "value": 21, "date_created": 1000}
 
@@ -72,14 +74,11 @@ def test_serve_routes_around_a_busy_worker(production, tmp_path):
     try:
         with ThreadPoolExecutor(max_workers=10) as pool:
             answers = []
-            for _ in range(10):
+            for _ in range(10):  # one at a time: a request waits for its answer, or at most 10 s at the stalled worker
                 answers.append(pool.submit(call, server.port, "GET", "/health", timeout=60))
-                time.sleep(0.05)  # one at a time, so that nginx counts the stalled worker's request
-            deadline = time.monotonic() + 10
-            while sum(answer.done() for answer in answers) < 9 and time.monotonic() < deadline:
-                time.sleep(0.05)
+                wait([answers[-1]], timeout=10)
             answered = [answer.result()[0] for answer in answers if answer.done()]
-            assert len(answered) >= 9 and set(answered) == {200}
+            assert len(answered) >= 9 and set(answered) == {200}  # nginx sent one request, at most, to the stalled one
             os.kill(busy, signal.SIGCONT)
             assert [answer.result()[0] for answer in answers] == [200] * 10
     finally:
@@ -130,13 +129,16 @@ def test_large_but_allowed_headers_reach_the_app(server):
 
 def test_app_unavailable_behind_nginx_is_json_503(production, tmp_path):
     server = production(f"sqlite:///{tmp_path}/gone.db")
-    for socket in server.runtime_dir().glob("app-*.sock"):
-        socket.unlink()  # nginx can no longer reach the app
+    for path in server.runtime_dir().glob("app-*.sock"):
+        path.unlink()  # nginx can no longer reach the app
     nginx_master = min(pid for pid in server.processes() if b"nginx" in Path(f"/proc/{pid}/cmdline").read_bytes())
     os.kill(nginx_master, signal.SIGHUP)  # new nginx workers, without the open connections to the app
-    time.sleep(1)
-    status, body, headers = call(server.port, "GET", "/health")
-    assert status == 503 and body["code"] == 503 and headers["Retry-After"]
+    deadline = time.monotonic() + 30
+    while (answer := call(server.port, "GET", "/health"))[0] != 503:  # once the old workers have gone
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.05)
+    _status, body, headers = answer
+    assert body["code"] == 503 and headers["Retry-After"]
 
 
 def peak_rss_kb(pid):

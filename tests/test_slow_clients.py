@@ -6,14 +6,17 @@ import socket
 import threading
 import time
 
+import pytest
 from serving import call
+
+pytestmark = pytest.mark.production
 
 
 class TrickleClients:
     """Connections that each send one byte a second: of request headers, or of a request body."""
 
     def __init__(self, port, headers=0, bodies=0):
-        self.port, self.stopped = port, threading.Event()
+        self.port, self.stopped, self.trickling = port, threading.Event(), threading.Event()
         self.plans = [b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"s" * 1000] * headers
         self.plans += [b"1" * 1000] * bodies  # after a complete head announcing Content-Length: 1000
         self.bodies = bodies
@@ -38,6 +41,7 @@ class TrickleClients:
                 except OSError:
                     pass  # nginx may drop a client that is too slow; it then costs nothing at all
             sent += 1
+            self.trickling.set()  # every client has sent part of its request
 
     def __exit__(self, *exc):
         self.stopped.set()
@@ -66,8 +70,8 @@ def probe(port, seconds, interval=0.2):
 
 def test_slow_header_and_body_clients_leave_others_answered(production, tmp_path):
     server = production(f"sqlite:///{tmp_path}/slow.db", workers=2)
-    with TrickleClients(server.port, headers=64, bodies=64):
-        time.sleep(1)  # every slow client is connected and has sent part of its request
+    with TrickleClients(server.port, headers=64, bodies=64) as slow:
+        assert slow.trickling.wait(30)
         results = probe(server.port, seconds=6)
     statuses = [status for status, _ in results]
     assert len(statuses) >= 20
@@ -102,14 +106,13 @@ def test_slow_reader_gets_the_whole_listing_while_writes_go_on(production, tmp_p
 
     writer = threading.Thread(target=write_and_watch_wal)
     writer.start()
+    # A pace that makes the read last 40 s, longer than any worker timeout the service used to have.
+    size = len(read_slowly(server.port, "/devices/long/readings/", bytes_per_second=10**9))
     try:
-        began = time.monotonic()
-        body = read_slowly(server.port, "/devices/long/readings/", bytes_per_second=320_000)
-        seconds = time.monotonic() - began
+        body = read_slowly(server.port, "/devices/long/readings/", bytes_per_second=size // 40)
     finally:
         stop_writing.set()
         writer.join()
-    assert seconds > 30  # longer than any worker timeout the service used to have
     listing = json.loads(body)
     assert [reading["date_created"] for reading in listing] == list(range(readings))
     assert largest_wal[0] < 64 * 1024 * 1024

@@ -3,12 +3,12 @@ import statistics
 from collections import Counter
 from fractions import Fraction
 
+import oracles
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import metrics
-import oracles
 
 values_lists = st.lists(st.integers(0, 100), min_size=1, max_size=60)
 # Few distinct values, so that ties and repeated middles are common.

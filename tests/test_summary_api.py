@@ -1,17 +1,17 @@
 """GET /devices/summary/ end to end, against a brute-force oracle."""
 import json
 
+import oracles
 import pytest
 import sqlalchemy as sa
+from assertions import assert_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import auth
-import oracles
-from models import Reading
-from test_errors import assert_error
 from test_metrics_api import assert_same
-from writes import write_transaction
+
+from canary.access.rules import DEVICE_READ, FLEET_READ
+from canary.database import write_transaction
+from models import SensorData, db
 
 SUMMARY = "/devices/summary/"
 # Mixed case, digits and punctuation: the order must be by code point on both backends.
@@ -30,8 +30,8 @@ def post_readings(client, readings):
 
 
 def clear(app):
-    with app.app_context(), write_transaction() as connection:
-        connection.execute(sa.delete(Reading.__table__))
+    with app.app_context(), write_transaction(db.engine) as connection:
+        connection.execute(sa.delete(SensorData.__table__))
 
 
 def assert_rows(actual, expected):
@@ -92,7 +92,7 @@ def test_summary_streams_many_devices_in_order(client):
     readings = [(f"dev-{index:04d}", "temperature", index % 101, index % 7) for index in range(1200)]
     readings += [(f"dev-{index:04d}", "temperature", 50, 1) for index in range(0, 1200, 3)]
     post_readings(client, readings)
-    response = client.get(SUMMARY, query_string={"type": "temperature"})
+    response = client.get(SUMMARY, query_string={"type": "temperature"}, buffered=False)
     assert response.is_streamed
     assert_rows(response.get_json(), oracles.summary(readings, "temperature"))
 
@@ -190,5 +190,5 @@ def test_role_ingest_refuses_series_and_summary(make_app, monkeypatch, device):
 
 def test_views_are_marked_with_their_access_rule(app):
     rules = {endpoint: getattr(view, "access_rule", None) for endpoint, view in app.view_functions.items()}
-    assert rules["aggregates.get_series"] == auth.DEVICE_READ
-    assert rules["aggregates.get_summary"] == auth.FLEET_READ
+    assert rules["statistics.get_series"] == DEVICE_READ
+    assert rules["statistics.get_summary"] == FLEET_READ

@@ -6,8 +6,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from auth import Token
-from models import db
+from models import Token, db
 
 READING = {"type": "humidity", "value": 40, "date_created": 100}
 TOKEN = re.compile(r"cnry_[A-Za-z0-9_-]{43}")

@@ -8,7 +8,7 @@ _DRAIN_CHUNK = 64 * 1024
 class CountedInput:
     """A request body stream that counts the bytes the application read from it."""
 
-    __slots__ = ("stream", "consumed")
+    __slots__ = ("consumed", "stream")
 
     def __init__(self, stream):
         self.stream, self.consumed = stream, 0

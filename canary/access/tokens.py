@@ -1,4 +1,4 @@
-"""Access control: the rules that say which tokens may call each route, the token store and the check."""
+"""Bearer tokens: how they are made and stored, and the check of each request's token against its route's rule."""
 import functools
 import hashlib
 import re
@@ -8,25 +8,12 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import abort, g, request
-from sqlalchemy.orm import Mapped, mapped_column
 
-from errors import error_response
-from models import db
-
-# What a view serves, and so which tokens may call it.
-PUBLIC = "public"  # anyone: health, documentation, the dashboard page itself
-DEVICE_WRITE = "device-write"  # POST for the device in the URL: its device token or an ingest token
-GATEWAY_WRITE = "gateway-write"  # POST naming devices in the body: an ingest token, or a device token for its own
-DEVICE_READ = "device-read"  # GET of the device in the URL: its device token or a read token
-FLEET_READ = "fleet-read"  # GET across devices: a read token
-RULES = (PUBLIC, DEVICE_WRITE, GATEWAY_WRITE, DEVICE_READ, FLEET_READ)
+from canary.access.rules import DEVICE_READ, DEVICE_WRITE, FLEET_READ, GATEWAY_WRITE, PUBLIC, permits, rule_of
+from canary.web.errors import error_response
+from models import Token, db
 
 MODES = ("tokens", "open")
-KINDS = ("device", "ingest", "read")
-# Besides the rules a device token's own device grants: a device token may use DEVICE_WRITE and
-# DEVICE_READ for its own device, and GATEWAY_WRITE for batches of its own readings only.
-KIND_RULES = {"device": {GATEWAY_WRITE}, "ingest": {DEVICE_WRITE, GATEWAY_WRITE}, "read": {DEVICE_READ, FLEET_READ}}
-DEVICE_RULES = {DEVICE_WRITE, DEVICE_READ}
 TOKEN_PREFIX = "cnry_"  # makes a leaked token recognisable in logs and to secret scanners
 TOKEN_BYTES = 32  # 256 bits from the operating system's CSPRNG
 # RFC 6750 section 2.1 credentials; the scheme is case-insensitive (RFC 9110 section 11.1).
@@ -44,41 +31,6 @@ FORBIDDEN = {
 }
 NOT_GRANTED = "No token may call this route."
 OTHER_DEVICE = "A device token may only post readings of its own device."
-
-
-def access(rule):
-    """Mark a view with the rule that says which tokens may call it."""
-    if rule not in RULES:
-        raise ValueError(f"unknown access rule {rule!r}")
-
-    def mark(view):
-        view.access_rule = rule
-        return view
-
-    return mark
-
-
-class Token(db.Model):
-    """A bearer token, stored only as the SHA-256 digest of its text."""
-
-    __tablename__ = "tokens"
-
-    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)
-    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    kind: Mapped[str] = mapped_column(sa.String(8))
-    device_uuid: Mapped[str | None] = mapped_column(sa.String(64))
-    label: Mapped[str | None] = mapped_column(sa.String(200))
-    # Epoch seconds, like readings' date_created.
-    created_at: Mapped[int] = mapped_column(sa.BigInteger())
-    revoked_at: Mapped[int | None] = mapped_column(sa.BigInteger())
-
-    __table_args__ = (
-        sa.CheckConstraint("kind IN ('device', 'ingest', 'read')", name="ck_tokens_kind"),
-        sa.CheckConstraint(
-            "(kind = 'device' AND device_uuid IS NOT NULL) OR (kind <> 'device' AND device_uuid IS NULL)",
-            name="ck_tokens_device",
-        ),
-    )
 
 
 class Grant(NamedTuple):
@@ -132,6 +84,9 @@ def fetch_grant(digest):
 
 def init_app(app):
     """Check each request's token in tokens mode; in open mode say so once, at start-up."""
+    if app.config["AUTH"] not in MODES:
+        raise ValueError(f"AUTH (environment CANARY_AUTH) must be one of {', '.join(MODES)}, "
+                         f"not {app.config['AUTH']!r}")
     if app.config["AUTH"] == "open":
         app.logger.warning("AUTH is open: any client may call every route; set CANARY_AUTH=tokens to require tokens")
         return
@@ -158,21 +113,6 @@ def check_token(app, cache):
         refuse(403, FORBIDDEN.get(rule, NOT_GRANTED), "insufficient_scope")
     if rule == GATEWAY_WRITE:
         g.grant = grant  # for check_batch_devices, once the view has validated the batch
-
-
-def permits(grant, rule, view_args):
-    """Tell whether a token's grant allows a view's access rule for the URL's variables."""
-    if rule in KIND_RULES[grant.kind]:
-        return True
-    return grant.kind == "device" and rule in DEVICE_RULES and grant.device_uuid == view_args.get("device_uuid")
-
-
-def rule_of(app, endpoint):
-    """Return the access rule of an endpoint's view; Flask's static files are public, unmarked views None."""
-    rule = getattr(app.view_functions.get(endpoint), "access_rule", None)
-    if rule is None and endpoint.rpartition(".")[2] == "static":  # the name Flask gives static-file routes
-        return PUBLIC
-    return rule
 
 
 def bearer_token(header):

@@ -1,11 +1,12 @@
-"""The dashboard page: a fleet view and a device view, drawn in the browser from the API's read routes.
-
-The HTML and its files are public; the page reads every figure from the API, sending a read token
-when the server runs in tokens mode, so serving the page reveals nothing about any device.
+"""The dashboard's pages and files. The HTML is public and the same for every device, known or not; the page
+reads every figure from the API, sending a read token when the server runs in tokens mode, so serving it
+reveals nothing about any device.
 """
 from flask import Blueprint, current_app, render_template
 
-from auth import PUBLIC, access
+from canary.access.rules import PUBLIC, access
+from canary.openapi.describe import documented
+from canary.web.responses import confine_page
 from schemas import READING_TYPES, load_device_uuid
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
@@ -22,15 +23,6 @@ def _page_headers(response):
     return confine_page(response, CONTENT_SECURITY_POLICY)
 
 
-def confine_page(response, policy):
-    """Give an HTML page a Content-Security-Policy, refuse every frame, and send no Referer from it."""
-    if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = policy
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
 def _render(template, **context):
     return render_template(template, auth_mode=current_app.config["AUTH"], reading_types=READING_TYPES,
                            **context)
@@ -38,6 +30,8 @@ def _render(template, **context):
 
 @bp.get("/", strict_slashes=False)
 @access(PUBLIC)
+@documented(database=False, responses={
+    200: ("The dashboard's fleet view: a page whose script reads the summary route.", {"type": "string"}, "text/html")})
 def fleet():
     """Serve the fleet view: every device's statistics in a sortable table."""
     return _render("dashboard/fleet.html", script="fleet.js", modules=["common.js"], all_time=True)
@@ -45,6 +39,9 @@ def fleet():
 
 @bp.get("/devices/<device_uuid>/", strict_slashes=False)
 @access(PUBLIC)
+@documented(database=False, errors={422: "The device id breaks the schema."}, responses={
+    200: ("The dashboard's view of a device, known or not: a page whose script reads the series and statistics "
+          "routes.", {"type": "string"}, "text/html")})
 def device(device_uuid):
     """Serve a device's view: a chart of its readings over time and the statistics of the range."""
     return _render("dashboard/device.html", script="device.js", modules=["common.js", "chart.js"], all_time=False,

@@ -6,7 +6,7 @@ text a query string carries.
 """
 import functools
 
-from buckets import UNIT_SECONDS
+from canary.statistics.buckets import UNIT_SECONDS
 from schemas import MAX_EPOCH_SECONDS, IntervalField, TimeZoneField, zone_names
 
 TIME_ZONE_REF = {"$ref": "#/components/schemas/TimeZone"}

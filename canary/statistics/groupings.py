@@ -10,7 +10,7 @@ import json
 
 import sqlalchemy as sa
 
-from models import Reading, db, matching
+from models import SensorData, db, matching
 
 
 def parse_histogram(text):
@@ -37,17 +37,17 @@ def fetch_span(filters):
 
     Two seeks to either end of the index: SQLite scans for MIN and MAX in one query.
     """
-    statement = matching(sa.select(Reading.date_created), **filters).where(
-        Reading.date_created >= 0, Reading.value.is_not(None)
+    statement = matching(sa.select(SensorData.date_created), **filters).where(
+        SensorData.date_created >= 0, SensorData.value.is_not(None)
     )
-    first = db.session.execute(statement.order_by(Reading.date_created).limit(1)).scalar()
+    first = db.session.execute(statement.order_by(SensorData.date_created).limit(1)).scalar()
     if first is None:
         return None
-    last = db.session.execute(statement.order_by(Reading.date_created.desc()).limit(1)).scalar()
+    last = db.session.execute(statement.order_by(SensorData.date_created.desc()).limit(1)).scalar()
     return first, last
 
 
-def bucket_number(run_count, column=Reading.date_created):
+def bucket_number(run_count, column=SensorData.date_created):
     """Return SQL numbering the bucket each date falls in, over runs given as parameters.
 
     Run i's first edge, first bucket number and width are the parameters start_i, first_i and
@@ -84,12 +84,12 @@ def _bucket_query(run_count):
 
     Built once per number of runs, so a request spends no time building and caching SQL.
     """
-    bounds = (Reading.date_created >= _parameter("span", 0), Reading.date_created <= _parameter("span", 1))
+    bounds = (SensorData.date_created >= _parameter("span", 0), SensorData.date_created <= _parameter("span", 1))
     counts = (
-        sa.select(bucket_number(run_count).label("bucket"), Reading.value, _readings())
-        .where(Reading.device_uuid == sa.bindparam("device_uuid"), Reading.type == sa.bindparam("type"), *bounds)
-        .where(Reading.value.is_not(None))
-        .group_by(sa.literal_column("bucket"), Reading.value)
+        sa.select(bucket_number(run_count).label("bucket"), SensorData.value, _readings())
+        .where(SensorData.device_uuid == sa.bindparam("device_uuid"), SensorData.type == sa.bindparam("type"), *bounds)
+        .where(SensorData.value.is_not(None))
+        .group_by(sa.literal_column("bucket"), SensorData.value)
         .subquery()
     )
     return _folded(counts, counts.c.bucket)
@@ -119,14 +119,14 @@ def stream_device_histograms(chunk_rows, type, start=None, end=None, limit=None)
     flat however many devices there are. The first next() runs the query and yields None; the
     connection closes with the generator.
     """
-    counts = sa.select(Reading.device_uuid, Reading.value, _readings()).where(
-        Reading.type == type, Reading.device_uuid.is_not(None), Reading.value.is_not(None)
+    counts = sa.select(SensorData.device_uuid, SensorData.value, _readings()).where(
+        SensorData.type == type, SensorData.device_uuid.is_not(None), SensorData.value.is_not(None)
     )
     if start is not None:
-        counts = counts.where(Reading.date_created >= start)
+        counts = counts.where(SensorData.date_created >= start)
     if end is not None:
-        counts = counts.where(Reading.date_created <= end)
-    counts = counts.group_by(Reading.device_uuid, Reading.value).subquery()
+        counts = counts.where(SensorData.date_created <= end)
+    counts = counts.group_by(SensorData.device_uuid, SensorData.value).subquery()
     statement = _folded(counts, counts.c.device_uuid).order_by(
         sa.func.sum(counts.c.readings).desc(), _in_byte_order(counts.c.device_uuid)
     )

@@ -1,14 +1,14 @@
 """The one JSON error shape, and the handlers that turn every failure into it."""
 import logging
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from models import is_missing_table, is_storage_full, is_unavailable
+from canary.database import is_missing_table, is_storage_full, is_unavailable
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -31,7 +31,7 @@ def error_response(code, message, errors=None, headers=None):
     """Build the JSON error every failure returns."""
     body = {"code": code, "status": HTTP_STATUS_CODES.get(code, "Error"), "message": message}
     if errors is not None:
-        body["errors"] = errors
+        body["errors"] = bounded_errors(errors, MAX_LISTED_KEYS)
     response = jsonify(body)
     response.status_code = code
     response.headers.extend(headers or {})
@@ -61,12 +61,11 @@ def invalid(field, message):
 def handle_validation_error(error):
     """Return a schema violation as a 422 with the errors of each field."""
     errors = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-    return error_response(422, error.kwargs.get("summary", DEFAULT_MESSAGES[422]),
-                          errors=bounded_errors(errors, MAX_LISTED_KEYS))
+    return error_response(422, error.kwargs.get("summary", DEFAULT_MESSAGES[422]), errors=errors)
 
 
 def bounded_errors(errors, max_keys):
-    """Return marshmallow's errors with at most max_keys keys a level, long keys cut and few messages each.
+    """Return errors with text keys, at most max_keys of them a level, long keys cut and few messages each.
 
     Unknown fields are keyed by their names, which the client chose: without bounds, a body of
     long or many unknown keys would be echoed back whole, and more.
@@ -90,16 +89,11 @@ def bounded_errors(errors, max_keys):
 
 
 def handle_database_error(error):
-    """Answer 503 with Retry-After when the database cannot serve; a lost table is created again."""
+    """Answer 503 with Retry-After when the database cannot serve; a lost table is created by the next request."""
     if is_missing_table(error):
-        from writes import create_schema  # here, not above: writes needs auth, which needs this module
-
-        log.warning("A table is missing; creating the schema again.")
-        try:
-            create_schema()
-        except SQLAlchemyError:
-            log.exception("Could not create the schema")
-        message = "The database had lost its tables; they are created again, so retry now."
+        log.warning("A table is missing; the next request creates the schema again.")
+        current_app.extensions["canary_schema"].lost()
+        message = "The database had lost its tables; they are being created again, so retry now."
         return error_response(503, message, headers={"Retry-After": "1"})
     if not is_unavailable(error):
         log.error("Database error", exc_info=error)

@@ -7,10 +7,11 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app
 from marshmallow import ValidationError
 
-from auth import KINDS, Token, new_token, token_digest
-from models import db
+from canary.access.rules import KINDS
+from canary.access.tokens import new_token, token_digest
+from canary.database import write_transaction
+from models import Token, db
 from schemas import load_device_uuid
-from writes import write_transaction
 
 bp = Blueprint("tokens", __name__)
 bp.cli.help = "Create, list and revoke the bearer tokens that devices, gateways and dashboards send."
@@ -91,7 +92,8 @@ def store_tokens(kind, devices, label):
     tokens = [new_token() for _ in devices]
     rows = [{"digest": token_digest(token), "kind": kind, "device_uuid": device, "label": label,
              "created_at": created_at} for token, device in zip(tokens, devices)]
-    with write_transaction() as connection:
+    current_app.extensions["canary_schema"].ensure()
+    with write_transaction(db.engine) as connection:
         connection.execute(sa.insert(Token.__table__), rows)
     return tokens
 
@@ -100,6 +102,7 @@ def store_tokens(kind, devices, label):
 def list_tokens():
     """Print one line per token: id, kind, device, label, created and revoked (UTC); never the token."""
     columns = (Token.id, Token.kind, Token.device_uuid, Token.label, Token.created_at, Token.revoked_at)
+    current_app.extensions["canary_schema"].ensure()
     with db.engine.connect() as connection:
         for token_id, kind, device, label, created_at, revoked_at in connection.execute(
                 sa.select(*columns).order_by(Token.id)):
@@ -117,7 +120,8 @@ def utc(epoch_seconds):
 @click.argument("token_id", metavar="ID", type=int)
 def revoke(token_id):
     """Revoke the token with this id (the first column of `list`)."""
-    with write_transaction() as connection:
+    current_app.extensions["canary_schema"].ensure()
+    with write_transaction(db.engine) as connection:
         revoked_at = connection.execute(sa.select(Token.revoked_at).where(Token.id == token_id)).first()
         if revoked_at is None:
             raise click.ClickException(f"No token has id {token_id}; `list` shows the ids.")

@@ -1,4 +1,4 @@
-"""histograms.py: the folded histogram text, and the grouped queries on both backends."""
+"""groupings.py: the folded histogram text, and the grouped queries on both backends."""
 import bisect
 import random
 from collections import Counter
@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import buckets
-import histograms
-from writes import insert_readings
+from canary.ingest.store import insert_readings
+from canary.statistics import buckets, groupings
 
 counts = st.dictionaries(st.integers(0, 100), st.integers(1, 10**6), min_size=1, max_size=101)
 
@@ -19,11 +18,11 @@ def test_parse_histogram_reads_pairs_in_any_order_into_value_order(counts, rng):
     pairs = list(counts.items())
     rng.shuffle(pairs)
     text = ",".join(f"{value},{count}" for value, count in pairs)
-    assert histograms.parse_histogram(text) == sorted(counts.items())
+    assert groupings.parse_histogram(text) == sorted(counts.items())
 
 
 def test_parse_histogram_keeps_real_values():
-    assert histograms.parse_histogram("2.5,3,1,2") == [(1, 2), (2.5, 3)]
+    assert groupings.parse_histogram("2.5,3,1,2") == [(1, 2), (2.5, 3)]
 
 
 @pytest.mark.parametrize("runs", [
@@ -45,5 +44,5 @@ def test_bucket_histograms_number_buckets_as_the_runs_do(app, device, runs):
     with app.app_context():
         insert_readings([{"device_uuid": device, "type": "temperature", "value": date % 101, "date_created": date}
                          for date in dates])
-        numbered = histograms.fetch_bucket_histograms(filters, runs)
+        numbered = groupings.fetch_bucket_histograms(filters, runs)
     assert numbered == {number: sorted(counts.items()) for number, counts in expected.items()}

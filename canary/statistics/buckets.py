@@ -6,6 +6,7 @@ weeks start on Mondays and every bucket starts at a local midnight. Everything h
 instants are integer epoch seconds, zones are zoneinfo.ZoneInfo objects.
 """
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 
 MAX_BUCKETS = 1000
@@ -169,7 +170,7 @@ class Run:
 def runs(edges):
     """Return the runs of equal-width buckets that the edges make, in time order."""
     result = []
-    for number, (start, end) in enumerate(zip(edges, edges[1:])):
+    for number, (start, end) in enumerate(itertools.pairwise(edges)):
         if not result or result[-1].width != end - start:
             result.append(Run(start, number, end - start))
     return result

@@ -1,35 +1,21 @@
-"""The OpenAPI document, generated at start-up from the schemas and the routes, and its docs page.
-
-What the document says of each route beyond its rule and view is in openapi_operations.py.
-"""
+"""The OpenAPI document, built at start-up from the routes, the marshmallow schemas and each view's @documented."""
 import re
-from importlib.resources import files
-from pathlib import Path
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, current_app, jsonify, render_template_string, send_from_directory
 
-import openapi_fields
-from auth import PUBLIC, access, rule_of
-from dashboard import confine_page
-from openapi_operations import DOCS_ASSETS, FILTERS_BODY, OPERATIONS, PATH_PARAMETERS
-from schemas import ErrorSchema
+import metrics
+from canary.access.rules import PUBLIC, rule_of
+from canary.openapi import fields
+from canary.openapi.describe import FILTERS_BODY, operation_of
+from schemas import DeviceReadingSchema, ErrorSchema
 
-bp = Blueprint("openapi", __name__)
-
-# Swagger UI's own style sheet draws its icons from data: URIs; nothing else comes from elsewhere.
-DOCS_CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-DOCS_SCRIPT_DIR = str(Path(__file__).resolve().parent / "openapi_static")
-
-SWAGGER_UI_DIR = str(files("flask_swagger_ui") / "dist")
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}  # Flask answers these for every route by itself
 
 DESCRIPTION = """Readings from home devices, and statistics over them.
 
 Request bodies are parsed as JSON whatever the Content-Type header says. A trailing slash on every
-route is optional. Any other method on a documented path answers 405 with the error shape below and
+route of this document is optional. Any other method on a documented path answers 405 with the error shape below and
 an Allow header (components/responses/MethodNotAllowed). A refused request stores nothing.
 
 Every error has one shape: code (the HTTP status), status (its reason phrase), message (what to do),
@@ -72,17 +58,17 @@ def build_document(app):
     marshmallow = MarshmallowPlugin()
     spec = APISpec(title="Canary readings API", version="1", openapi_version="3.0.3", plugins=[marshmallow],
                    info={"description": DESCRIPTION})
-    openapi_fields.register(spec, marshmallow)
+    fields.register(spec, marshmallow)
     spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer",
         "description": "A device, ingest or read token; needed only when the server runs with CANARY_AUTH=tokens."})
     spec.components.response("MethodNotAllowed", _error("The path exists but not for this method; the Allow "
                                                         "header lists the methods it takes."))
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
-        operation = OPERATIONS.get(rule.endpoint)
+        view = app.view_functions[rule.endpoint]
+        operation = operation_of(view)
         if operation is None:
             continue
-        view = app.view_functions[rule.endpoint]
         for method in sorted(rule.methods - AUTOMATIC_METHODS):
             spec.path(openapi_path(rule),
                       operations={method.lower(): _operation(app, marshmallow, rule, view, operation)},
@@ -119,52 +105,23 @@ def _operation(app, marshmallow, rule, view, operation):
         result["responses"][status] = _error(description, _RETRY_AFTER if status == 503 else None)
     if operation.filters is not None:
         result["parameters"] = [
-            {**parameter, "schema": openapi_fields.as_query_text(parameter["schema"])}
+            {**parameter, "schema": fields.as_query_text(parameter["schema"])}
             for parameter in marshmallow.converter.schema2parameters(operation.filters, location="query")]
-        result["requestBody"] = {"required": False, "description": FILTERS_BODY, "content": {
-            "application/json": {"schema": operation.filters(partial=True)}}}
+        result["description"] = " ".join(filter(None, [result["description"], FILTERS_BODY]))
     if operation.body is not None:
         result["requestBody"] = {"required": True, "description": "Parsed as JSON whatever the Content-Type says.",
                                  "content": {"application/json": {"schema": operation.body(app.config)}}}
     return result
 
 
-DOCS_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Canary readings API</title>
-  <link rel="stylesheet" href="{{ url_for('openapi.docs_asset', filename='swagger-ui.css') }}">
-  <link rel="icon" type="image/png" href="{{ url_for('openapi.docs_asset', filename='favicon-32x32.png') }}">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="{{ url_for('openapi.docs_asset', filename='swagger-ui-bundle.js') }}"></script>
-  <script src="{{ url_for('openapi.docs_asset', filename='docs.js') }}"
-          data-document="{{ url_for('openapi.openapi_document') }}"></script>
-</body>
-</html>
-"""
+PATH_PARAMETERS = {
+    "device_uuid": {"schema": DeviceReadingSchema().fields["device_uuid"],
+                    "description": "The device's id: canonical UUIDs and names such as test_device fit.",
+                    "example": "36e7e2a4-0f0f-4c4c-9a9a-1b2b3c4d5e6f"},
+    "metric": {"schema": {"type": "string", "enum": list(metrics.METRICS)}, "description": "The statistic."},
+}
 
 
-@bp.get("/openapi.json")
-@access(PUBLIC)
-def openapi_document():
-    """Return the OpenAPI document of this API."""
-    return jsonify(current_app.extensions["openapi"])
-
-
-@bp.get("/docs")
-@access(PUBLIC)
-def docs():
-    """Serve the interactive documentation page, which needs no other host."""
-    return confine_page(current_app.make_response(render_template_string(DOCS_PAGE)),
-                        DOCS_CONTENT_SECURITY_POLICY)
-
-
-@bp.get(f"/docs/assets/<any({', '.join(repr(name) for name in DOCS_ASSETS)}):filename>")
-@access(PUBLIC)
-def docs_asset(filename):
-    """Serve a file of the docs page from the pinned Swagger UI package, or the script that starts it."""
-    folder = DOCS_SCRIPT_DIR if filename == "docs.js" else SWAGGER_UI_DIR
-    return send_from_directory(folder, filename, mimetype=DOCS_ASSETS[filename])
+def init_app(app):
+    """Build the document once the app's routes are all registered."""
+    app.extensions["openapi"] = build_document(app)

@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from parsing import (
+from canary.ingest.loading import (
     DEVICE_BATCH,
     GATEWAY_BATCH,
     ValidDeviceReading,
@@ -109,7 +109,8 @@ def test_fast_path_agrees_on_edge_texts(body):
 
 
 @pytest.mark.parametrize("body, expected", [
-    (b'{"type": "temperature", "value": 7, "date_created": 12}', {"type": "temperature", "value": 7, "date_created": 12}),
+    (b'{"type": "temperature", "value": 7, "date_created": 12}',
+     {"type": "temperature", "value": 7, "date_created": 12}),
     (b'{"value": 0, "type": "humidity"}', {"type": "humidity", "value": 0}),
     (b'{"type": "humidity", "value": 101}', None),
     (b'[]', None),

@@ -1,4 +1,4 @@
-"""Single-reading ingest, the hot path: concurrent readings of a process share one INSERT and one commit.
+"""The group commit of single readings, the hot path: concurrent readings of a process share one INSERT and commit.
 
 A PostgreSQL commit waits for its WAL flush, and a SQLite commit for the writers' lock; readings that
 arrive while one group is being written are written together by the next, so a worker with several
@@ -16,20 +16,13 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
-from models import READING_KEYS, Reading, file_identity
+from canary.database import database_file, file_identity, writers_lock_path
+from models import READING_KEYS, SensorData
 
-_INSERT = sa.insert(Reading.__table__)
+_INSERT = sa.insert(SensorData.__table__)
 # PostgreSQL's own $1, $2, ... placeholders, as libpq's prepared statements take them.
 _POSTGRESQL_NUMBERED = postgresql_psycopg.dialect(paramstyle="numeric_dollar")
 _inherited_connections = []  # inherited through fork: never closed by the child, see discard()
-
-
-def database_file(engine):
-    """Return the path of a SQLite engine's database file; None in memory or on another database."""
-    path = engine.url.database
-    if engine.dialect.name != "sqlite" or path in (None, "", ":memory:") or path.startswith("file:"):
-        return None  # a file: URI may name a shared in-memory database, which has no file to lock
-    return path
 
 
 class CommitGroup:
@@ -112,7 +105,7 @@ class CommitGroup:
 class _Waiter:
     """A reading waiting for its group's commit: a lock held until its thread may go on."""
 
-    __slots__ = ("reading", "error", "leads", "_released")
+    __slots__ = ("_released", "error", "leads", "reading")
 
     def __init__(self, reading):
         self.reading, self.error, self.leads = reading, None, False
@@ -193,8 +186,8 @@ class _KeptConnection:
             self.dbapi, self.file = connection.dbapi_connection, file_identity(self.path) if self.path else None
             self.pid, self.prepared = os.getpid(), set()  # names of the statements prepared on it
             if self.path is not None:
-                # SQLite writers of every process take turns on this lock; see writes._writers_queue.
-                self.lock_file = os.open(self.path + "-writers", os.O_RDWR | os.O_CREAT, 0o644)
+                # SQLite writers of every process take turns on this lock; see canary.database.writers_queue.
+                self.lock_file = os.open(writers_lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o644)
         return self.dbapi
 
     def _usable(self):

@@ -1,0 +1,1 @@
+"""The command line, on Flask's: `flask --app app <group> <command>`."""

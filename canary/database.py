@@ -1,0 +1,136 @@
+"""The database engine: SQLite tuned for many writers, the transactions that write, and what its errors mean."""
+import fcntl
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+_lock_files = threading.local()
+
+
+def configure_engine(engine, busy_timeout_ms):
+    """Tune a SQLite engine for many concurrent writers; leave other databases alone."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    path = engine.url.database
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, record):
+        # Let SQLAlchemy's begin event, not the driver, decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+        record.info["file"] = file_identity(path)
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, proxy):
+        # Test harnesses delete and recreate the database file; a pooled connection would go on
+        # reading and writing the deleted one.
+        if record.info.get("file") != file_identity(path):
+            raise sa.exc.DisconnectionError("the database file was replaced")
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # Writers take the write lock up front, so they queue on busy_timeout instead of failing.
+        statement = "BEGIN IMMEDIATE" if connection.get_execution_options().get("write", False) else "BEGIN"
+        try:
+            connection.connection.driver_connection.execute(statement)
+        except sqlite3.Error as error:  # e.g. locked beyond busy_timeout: the app answers it as for any statement
+            raise sa.exc.DBAPIError.instance(statement, None, error, sqlite3.Error, dialect=engine.dialect) from error
+
+
+def file_identity(path):
+    """Return what identifies the file at path (device and inode), or None if there is none."""
+    try:
+        status = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return status.st_dev, status.st_ino
+
+
+def database_file(engine):
+    """Return the path of a SQLite engine's database file; None in memory or on another database."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or path in (None, "", ":memory:") or path.startswith("file:"):
+        return None  # a file: URI may name a shared in-memory database, which has no file to lock
+    return path
+
+
+def writers_lock_path(path):
+    """Return the lock file that the SQLite writers of the database at `path` take in turn."""
+    return path + "-writers"
+
+
+@contextmanager
+def writers_queue(engine):
+    """Hold an exclusive lock that SQLite writers to this database take in turn.
+
+    SQLite's busy handler sleeps for milliseconds between tries; a blocking flock wakes the next
+    writer the moment the last one commits.
+    """
+    path = database_file(engine)
+    if path is None:
+        yield
+        return
+    descriptor = _lock_file(writers_lock_path(path))
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+def _lock_file(path):
+    """Return this thread's descriptor for a lock file, opened once per process and thread.
+
+    flock excludes open file descriptions, so threads and forked workers each need their own.
+    """
+    files = _lock_files.__dict__.setdefault("files", {})
+    key = (os.getpid(), path)
+    if key not in files:
+        files[key] = _LockFile(path)
+    return files[key].descriptor
+
+
+class _LockFile:
+    """An open lock file, closed with the thread that opened it, as per-request threads need."""
+
+    def __init__(self, path):
+        self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def __del__(self):
+        os.close(self.descriptor)
+
+
+@contextmanager
+def write_transaction(engine):
+    """Yield a connection inside a transaction that holds the write lock, committing on exit."""
+    with writers_queue(engine), engine.connect() as connection:
+        connection.execution_options(write=True)
+        with connection.begin():
+            yield connection
+
+
+def is_missing_table(error):
+    """Tell whether a database error says that a table does not exist."""
+    orig = getattr(error, "orig", None)
+    return getattr(orig, "sqlstate", None) == "42P01" or str(orig).startswith("no such table")
+
+
+def is_storage_full(error):
+    """Tell whether a database error says that its disk is full."""
+    orig = getattr(error, "orig", None)
+    return (getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or getattr(orig, "sqlstate", None) == "53100")
+
+
+def is_unavailable(error):
+    """Tell whether a database error is about the database's state (down, locked, full), not the request."""
+    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)) or bool(
+        getattr(error, "connection_invalidated", False))

@@ -1,0 +1,1 @@
+"""The write path: the POST routes, checking readings, and storing them (single readings share commits)."""
