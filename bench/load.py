@@ -140,9 +140,9 @@ def _gather(results, processes, deadline):
         except queue.Empty:
             failed = [process.exitcode for process in processes if process.exitcode not in (None, 0)]
             if failed:
-                raise RuntimeError(f"a load-generating process failed with exit code {failed[0]}")
+                raise RuntimeError(f"a load-generating process failed with exit code {failed[0]}") from None
             if time.monotonic() > deadline:
-                raise TimeoutError("the load-generating processes did not finish in time")
+                raise TimeoutError("the load-generating processes did not finish in time") from None
     return groups
 
 

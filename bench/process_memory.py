@@ -38,7 +38,7 @@ class PeakRss:
 
     def __enter__(self):
         self.before = {pid: {name: proc_status(pid, name) for name in self.FIELDS} for pid in self.pids}
-        self.reset = all([reset_peak_rss(pid) for pid in self.pids])
+        self.reset = all(reset_peak_rss(pid) for pid in self.pids)
         return self
 
     def __exit__(self, *exc_info):

@@ -303,7 +303,7 @@ def results_table(outcomes, settings, rows):
             continue
         post, windows = outcome.post, outcome.windows
 
-        def cells(kind):
+        def cells(kind, windows=windows):
             labels = [f"{count} slow {PLURAL[kind]}" for count in settings.counts]
             return " / ".join(window_cell(windows[label]) if label in windows else "–" for label in labels)
 
@@ -354,7 +354,8 @@ def machine_line(load_start, load_end):
     """Describe the machine, the software and the load the figures come from."""
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
     return (f"Machine: {machine()} (file in WAL mode); gunicorn "
-            f"{version('gunicorn')}, granian {version('granian')}, waitress {version('waitress')}, uWSGI {version('pyuwsgi')}, nginx {nginx}; "
+            f"{version('gunicorn')}, granian {version('granian')}, waitress {version('waitress')}, "
+            f"uWSGI {version('pyuwsgi')}, nginx {nginx}; "
             f"load: wrk, 2 threads, 16 connections; load average {load_start:.2f} at start, "
             f"{load_end:.2f} at the end; {now()}")
 

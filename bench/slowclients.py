@@ -114,7 +114,7 @@ async def _slow_connection(port, kind, delay, stats, stopping, stopped):
     while not stopping.is_set():
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout=5)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             stats.connect_failures += 1
             await _sleep_unless(stopping, 1.0)
             continue
@@ -154,7 +154,7 @@ async def _sleep_unless(stopping, seconds):
     """Sleep, waking early if stopping is set."""
     try:
         await asyncio.wait_for(stopping.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -274,7 +274,7 @@ def timed_request(port, method, path, body, expect, timeout, headers=None):
                                                 **(headers or {})})
         response = connection.getresponse()
         response.read()
-    except socket.timeout:
+    except TimeoutError:
         return None, "timeout"
     except (OSError, http.client.HTTPException) as error:
         return None, type(error).__name__

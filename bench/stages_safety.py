@@ -12,13 +12,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 import fixtures
 import launchers
 import load
 import process_memory
 import slowclients
+from sqlalchemy.engine import make_url
 from table import Row, ms, note
 
 MIB = 1024 * 1024
@@ -156,7 +155,7 @@ def raw_exchange(port, data, timeout=10):
                 break
             try:
                 chunk = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):  # nginx may reset rather than read a refused body
+            except (TimeoutError, ConnectionResetError):  # nginx may reset rather than read a refused body
                 break
             if not chunk:
                 break
@@ -255,7 +254,8 @@ def bench_anonymous_bursts(url, rounds=3, senders=20, size=8 * MIB):
         with ThreadPoolExecutor(max_workers=senders) as pool:
             for path in paths:
                 for _ in range(rounds):
-                    statuses.update(pool.map(lambda _: send_large_body(server.port, path, size), range(senders)))
+                    statuses.update(pool.map(send_large_body, [server.port] * senders, [path] * senders,
+                                             [size] * senders))
         seconds = time.monotonic() - began
         time.sleep(5)  # the probe goes on: a worker taken out of rotation would stay out for 10 s
         stop.set()
