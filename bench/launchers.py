@@ -25,6 +25,8 @@ HOST = "127.0.0.1"
 GUNICORN_CONFIG = BENCH / "gunicorn_sync.conf.py"
 # The service as it was before its production launcher: `gunicorn app:app`, 2 sync workers.
 FIRST_RELEASE = "55a73e1dc9059de1644eed358cc1881dd3419021"
+# The last release before the code moved into the canary package, measured through its own production command.
+PREVIOUS_RELEASE = "b19ead995e99a2efa4553a72f65ccdc5680e1ade"
 # Settings the servers read from the environment; each server gets them explicitly, never inherited.
 SERVER_SETTINGS = {"DATABASE_URL", "BIND", "PORT", "WEB_CONCURRENCY", "WEB_THREADS", "WSGI_APP", "ACCESS_LOG",
                    "CANARY_ROLE", "CANARY_AUTH", "MAX_BATCH", "MAX_CONTENT_LENGTH", "MAX_BATCH_CONTENT_LENGTH",
@@ -42,6 +44,7 @@ class Launch:
     env: dict = field(default_factory=dict)
     # Workers are the processes running `python -m <worker_module>` whose parent runs it too.
     worker_module: str | None = None
+    cwd: Path = REPO  # where it starts: the repo root, or a release extracted from its history
 
 
 def behind_nginx(script, worker_module):
@@ -66,21 +69,32 @@ def gunicorn(*options):
 gunicorn_sync = gunicorn()  # the server before the production command: gunicorn's sync workers
 
 
-def first_release_source():
-    """Return a folder holding the app of FIRST_RELEASE, extracted from the repo's history once.
+def release_source(commit, *paths):
+    """Return a folder holding these paths of a commit, extracted from the repo's history once.
 
-    Only its top-level modules and gunicorn.conf.py: its tests would be collected by pytest.
+    Never its tests, which pytest would collect from bench/data.
     """
-    folder = DATA_DIR / f"first-release-{FIRST_RELEASE[:12]}"
+    folder = DATA_DIR / f"release-{commit[:12]}"
     if not (folder / "app.py").exists():
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", FIRST_RELEASE, ":(glob)*.py"],
-                                 capture_output=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, *paths], capture_output=True)
         if archive.returncode != 0:
-            raise RuntimeError(f"cannot read commit {FIRST_RELEASE[:7]} from git (a shallow clone?): "
+            raise RuntimeError(f"cannot read commit {commit[:7]} from git (a shallow clone?): "
                                f"{archive.stderr.decode(errors='replace').strip()}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(folder, filter="data")
     return folder
+
+
+def first_release_source():
+    """Return a folder holding the app of FIRST_RELEASE: its top-level modules and gunicorn.conf.py."""
+    return release_source(FIRST_RELEASE, ":(glob)*.py")
+
+
+def previous_release(port, wsgi_app, workers):
+    """Return PREVIOUS_RELEASE's production command, `python serve.py` of its own code."""
+    folder = release_source(PREVIOUS_RELEASE, ":(glob)*.py", "nginx.conf", "static", "templates")
+    return Launch([PYTHON, "serve.py"], {"BIND": f"{HOST}:{port}", "WEB_CONCURRENCY": str(workers),
+                                         "WSGI_APP": wsgi_app}, "granian", folder)
 
 
 def gunicorn_first_release(port, wsgi_app, workers):
@@ -116,7 +130,7 @@ def new_server(name, launcher, wsgi_app="app:app", workers=2, log_path=None, **s
         env["PYTHONPATH"] = str(BENCH)
     env.update(settings)
     return Server(name, launch.argv, env, port, workers if launch.worker_module else 0, launch.worker_module,
-                  log_path)
+                  log_path, launch.cwd)
 
 
 # -- The server ---------------------------------------------------------------------------------------
@@ -125,8 +139,8 @@ def new_server(name, launcher, wsgi_app="app:app", workers=2, log_path=None, **s
 class Server:
     """A server process started from the repo root in a session of its own, listening on 127.0.0.1:port."""
 
-    def __init__(self, name, argv, env, port, workers=0, worker_module=None, log_path=None):
-        self.name, self.argv, self.env, self.port = name, argv, env, port
+    def __init__(self, name, argv, env, port, workers=0, worker_module=None, log_path=None, cwd=REPO):
+        self.name, self.argv, self.env, self.port, self.cwd = name, argv, env, port, cwd
         self.workers, self.worker_module = workers, worker_module
         self.log_path = log_path or DATA_DIR / f"{name}.log"
         self.process = None
@@ -135,7 +149,7 @@ class Server:
         """Start the server; return it once /health answers 200 and its workers are up."""
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=log,
+            self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -104,12 +104,16 @@ def main():
         postgres.close()
     api = launchers.new_server("api", launchers.production, "app:app", args.workers,
                                DATABASE_URL=url, CANARY_AUTH="open")
+    previous = launchers.new_server("previous-release", launchers.previous_release, "app:app", args.workers,
+                                    DATABASE_URL=url, CANARY_AUTH="open")
     try:
         api.start()
-        rows = stages_ingest.bench_single_post(api, url, database, args.postgres_url, args.workers, settings,
-                                               use_wrk)
+        previous.start()
+        rows = stages_ingest.bench_single_post(api, previous, url, database, args.postgres_url, args.workers,
+                                               settings, use_wrk)
         rows += stages_ingest.bench_exactness(api, database, settings)
-        rows += stages_ingest.bench_batch(api, database, settings)
+        rows += stages_ingest.bench_batch(api, previous, database, settings)
+        previous.stop()
         rows += stages_queries.bench_metrics(api, database, settings)
         rows += stages_queries.bench_streaming(api, READINGS)
         rows += stages_queries.bench_series(api, database, settings)
@@ -121,6 +125,7 @@ def main():
         rows += stages_safety.bench_memory(url)
     finally:
         api.stop()
+        previous.stop()
         database.close()
     print(machine_line(versions, args.workers, use_wrk, load_average))
     print()

@@ -53,10 +53,11 @@ def alternate(contenders, settings, use_wrk):
             contender.results.append(result)
 
 
-def bench_single_post(api, url, database, postgres_url, workers, settings, use_wrk):
+def bench_single_post(api, previous, url, database, postgres_url, workers, settings, use_wrk):
     """Compare single-reading POSTs to the production API with the echo app, gunicorn sync, tokens mode, PostgreSQL.
 
-    `api` is the running production server on `url`; the others run for this stage only: the bare
+    `api` is the running production server on `url`, `previous` the previous release's production
+    command running on the same database; the others run for this stage only: the bare
     echo app through the production command, the service as first released (its own code under
     gunicorn's sync workers) and gunicorn's sync workers serving today's app, both on the same
     database, the production command in tokens mode (each request sending a device token) and,
@@ -76,6 +77,8 @@ def bench_single_post(api, url, database, postgres_url, workers, settings, use_w
                                                   DATABASE_URL=postgres_url, CANARY_AUTH="open")
     contenders = {
         "api": Contender("readings API, production command", api, "bench-post"),
+        "previous": Contender(f"readings API as of {launchers.PREVIOUS_RELEASE[:7]} (the previous release), its "
+                              "production command", previous, "bench-post-previous"),
         "echo": Contender("bare Flask echo, production command", others["echo"], "bench-post"),
         "first": Contender(f"readings API as first released ({launchers.FIRST_RELEASE[:7]}), gunicorn {workers} "
                            "sync workers", others["first"], "bench-post-first"),
@@ -108,8 +111,12 @@ def single_post_rows(results, contenders, load_shape):
         measured = load_figures(results[key]) + (f" · {errors:,} errors" if errors else "")
         return Row(f"Single POST: {contenders[key].label} ({load_shape})", measured, target, ok)
 
+    previous = results["previous"]
     rows = [
         figures("api", "p99 ≤ 25 ms", api.p99_ms <= 25),
+        figures("previous"),
+        Row(f"Single POST: production command / {launchers.PREVIOUS_RELEASE[:7]} req/s",
+            f"{api.rate / previous.rate:.2f}×", "≥ 0.9×", api.rate >= 0.9 * previous.rate),
         figures("echo"),
         Row("Single POST: API / echo req/s", f"{api.rate / echo.rate:.0%}", "≥ 60%", api.rate >= 0.60 * echo.rate),
         figures("first"),
@@ -148,14 +155,33 @@ def bench_exactness(api, database, settings):
                 "stored = 201s, 0 errors", same and result.errors == 0)]
 
 
-def bench_batch(api, database, settings, clients=4):
-    """POST arrays of 1,000 readings from several clients and report readings per second."""
-    note(f"batch ingest: {settings.batches} POSTs of 1,000 readings from {clients} clients")
-    result = load.python_load(api.port, "/devices/bench-batch/readings/", load.batch_body,
-                              connections=clients, total=settings.batches)
-    stored = database.query("SELECT COUNT(*) FROM readings WHERE device_uuid = ?", ("bench-batch",))[0][0]
-    rate = result.ok * 1000 / result.seconds
-    return [Row(f"Batch ingest: 1,000 readings per POST, {clients} clients",
-                f"{rate:,.0f} readings/s ({stored:,} readings stored in {result.seconds:.1f} s, "
-                f"{result.errors} errors)",
-                "≥ 40,000 readings/s", rate >= 40_000 and result.errors == 0 and stored == result.ok * 1000)]
+def bench_batch(api, previous, database, settings, clients=4, rounds=2):
+    """POST arrays of 1,000 readings from several clients, to the API and the previous release in turns.
+
+    Each posts its own device's batches, in `rounds` rounds of settings.batches / rounds POSTs each.
+    """
+    note(f"batch ingest: {settings.batches} POSTs of 1,000 readings from {clients} clients, to each server")
+    totals = {}
+    for round_number in range(rounds):
+        for name, server in ((("api", api), ("previous", previous)) if round_number % 2 == 0
+                             else (("previous", previous), ("api", api))):
+            result = load.python_load(server.port, f"/devices/bench-batch-{name}/readings/",
+                                      lambda worker, index, name=name, round_number=round_number: load.batch_body(
+                                          worker, round_number * 10**4 + index),
+                                      connections=clients, total=settings.batches // rounds)
+            ok, seconds, errors = totals.get(name, (0, 0.0, 0))
+            totals[name] = (ok + result.ok, seconds + result.seconds, errors + result.errors)
+    rows, rates = [], {}
+    for name, label in (("api", "production command"),
+                        ("previous", f"{launchers.PREVIOUS_RELEASE[:7]}, its production command")):
+        ok, seconds, errors = totals[name]
+        stored = database.query("SELECT COUNT(*) FROM readings WHERE device_uuid = ?", (f"bench-batch-{name}",))[0][0]
+        rates[name] = ok * 1000 / seconds
+        exact = errors == 0 and stored == ok * 1000
+        rows.append(Row(f"Batch ingest: 1,000 readings per POST, {clients} clients, {label}",
+                        f"{rates[name]:,.0f} readings/s ({stored:,} readings stored in {seconds:.1f} s, "
+                        f"{errors} errors)", "≥ 40,000 readings/s" if name == "api" else "",
+                        (rates[name] >= 40_000 and exact) if name == "api" else None))
+    rows.append(Row(f"Batch ingest: production command / {launchers.PREVIOUS_RELEASE[:7]} readings/s",
+                    f"{rates['api'] / rates['previous']:.2f}×", "≥ 0.75×", rates["api"] >= 0.75 * rates["previous"]))
+    return rows
