@@ -61,8 +61,15 @@ def history_rows(count, seed):
         yield HISTORY_DEVICE, READING_TYPES[index % 2], rng.randint(0, 100), HISTORY_START + int(index * step)
 
 
+def create_schema(url):
+    """Create the app's schema in a database, as its first request would."""
+    env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
+    program = "from app import app; app.app_context().push(); app.extensions['canary_schema'].ensure()"
+    subprocess.run([sys.executable, "-c", program], cwd=REPO, env=env, check=True, timeout=300)
+
+
 def generate(url, count, seed=20240101):
-    """Recreate the database with the app's create_app, bulk-load the history, then ANALYZE."""
+    """Recreate the database with the app's schema, bulk-load the history, then ANALYZE."""
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -72,9 +79,7 @@ def generate(url, count, seed=20240101):
         database = Database(url)
         database.query("DROP TABLE IF EXISTS readings")
         database.close()
-    env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
-    subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"],
-                   cwd=REPO, env=env, check=True, timeout=300)
+    create_schema(url)
     database = Database(url)
     try:
         rows = history_rows(count, seed)
@@ -115,7 +120,7 @@ def fleet_rows(devices, per_device, seed):
 
 
 def generate_fleet(url, devices, per_device, seed=20240102):
-    """Recreate the fleet database with the app's create_app, bulk-load the fleet, then ANALYZE."""
+    """Recreate the fleet database with the app's schema, bulk-load the fleet, then ANALYZE."""
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
         for suffix in ("", "-wal", "-shm"):
@@ -125,9 +130,7 @@ def generate_fleet(url, devices, per_device, seed=20240102):
         database.query(f'CREATE SCHEMA IF NOT EXISTS "{FLEET_SCHEMA}"')
         database.query(f'DROP TABLE IF EXISTS "{FLEET_SCHEMA}".readings')
         database.close()
-    env = {**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False)}
-    subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"],
-                   cwd=REPO, env=env, check=True, timeout=300)
+    create_schema(url)
     database = Database(url)
     try:
         rows = fleet_rows(devices, per_device, seed)
