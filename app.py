@@ -2,7 +2,9 @@
 from flask import Flask
 
 import models
+from canary import schema
 from canary.access import roles, tokens
+from canary.cli.rollups import bp as rollups_cli
 from canary.cli.tokens import bp as tokens_cli
 from canary.dashboard.views import bp as dashboard
 from canary.database import configure_engine
@@ -10,6 +12,7 @@ from canary.ingest.views import bp as ingest
 from canary.openapi import document
 from canary.openapi.page import bp as openapi_page
 from canary.readings.views import bp as readings
+from canary.statistics import builder
 from canary.statistics.views import bp as statistics
 from canary.web.errors import register_error_handlers
 from canary.web.guards import RequestGuards
@@ -17,7 +20,7 @@ from canary.web.json import MsgspecJSONProvider
 from canary.web.responses import BufferedResponse, no_sniffing
 from configmodule import database_uri, load_settings
 
-BLUEPRINTS = (ingest, readings, statistics, openapi_page, dashboard, tokens_cli)
+BLUEPRINTS = (ingest, readings, statistics, openapi_page, dashboard, tokens_cli, rollups_cli)
 
 
 def create_app(test_config=None):
@@ -42,7 +45,8 @@ def create_app(test_config=None):
     # Order matters: a route this server's role leaves to others is a 404 to anyone, before the
     # schema or any token is looked at.
     roles.init_app(app)
-    models.init_app(app)
+    schema.init_app(app, models.db)
+    builder.init_app(app)
     tokens.init_app(app)
     register_error_handlers(app)
     document.init_app(app)

@@ -36,6 +36,8 @@ class Config:
     TOKEN_CACHE_SECONDS = 2.0
     SQLITE_BUSY_TIMEOUT_MS = 30_000
     STREAM_CHUNK_ROWS = 1000
+    # Build the rollups of readings stored before them in a background thread of each process.
+    ROLLUP_BUILDER = True
 
 
 class DevelopmentConfig(Config):
@@ -52,6 +54,7 @@ class TestingConfig(Config):
     TESTING = True
     DATABASE_FILE = "test_database.db"
     AUTH = "open"
+    ROLLUP_BUILDER = False  # tests build the rollups in steps they choose; answers read raw meanwhile
 
 
 def select_config(environ=os.environ):

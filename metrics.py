@@ -1,17 +1,22 @@
 """Reading statistics: pure functions over a value histogram, and the queries that feed them.
 
 A histogram is a list of (value, count) pairs in ascending value order with every count > 0.
-Values are bounded integers, so one GROUP BY over the filtered readings yields it exactly (and
-canary/statistics/groupings.py's GROUP BY (bucket, value) or (device, value) one per time bucket or per device).
+Values are integers, so a histogram states every statistic exactly, and histograms of disjoint
+spans add up: the rollups (canary/statistics/) keep one per device, type and hour, day and week,
+and merge them for any window, series bucket or fleet row; the raw readings' GROUP BY value gives
+the same histogram where they do not serve.
 """
 import bisect
 import itertools
+import logging
 import operator
 from fractions import Fraction
 
-import sqlalchemy as sa
+from canary.database import read_snapshot
+from canary.statistics import rollups, windows
+from models import db
 
-from models import READING_COLUMNS, SensorData, arrival_order, db, matching
+log = logging.getLogger(__name__)
 
 METRICS = ("min", "max", "median", "mean", "mode", "quartiles")
 STATISTICS = ("min", "max", "mean", "median", "mode", "quartile_1", "quartile_3")
@@ -127,40 +132,31 @@ def describe(histogram):
     }
 
 
-def fetch_histogram(filters):
-    """Return the histogram of the readings that match the filters, in one indexed pass."""
-    statement = matching(sa.select(SensorData.value, sa.func.count()), **filters).group_by(SensorData.value)
-    return sorted((value, count) for value, count in db.session.execute(statement) if value is not None)
-
-
-def fetch_reading(filters, value, position, count):
-    """Return the reading at `position` among the `count` readings with this value, in date order.
-
-    The time index has no order by value, so the scan for it starts from the nearer end.
-    """
-    from_end = position > (count - 1) // 2
-    direction = sa.desc if from_end else sa.asc
-    statement = (
-        matching(sa.select(*READING_COLUMNS), **filters)
-        .where(SensorData.value == value)
-        .order_by(direction(SensorData.date_created), direction(arrival_order()))
-        .limit(1)
-        .offset(count - 1 - position if from_end else position)
-    )
-    return db.session.execute(statement).one()._asdict()
-
-
 def compute(metric, filters):
-    """Return the JSON body for a metric over the matching readings, or None if none match."""
-    histogram = fetch_histogram(filters)
+    """Return the JSON body for a metric over the matching readings, or None if none match.
+
+    The histogram comes from the rollups where they serve (canary/statistics/windows.py), and one
+    read snapshot holds for the histogram and the reading that min, max and median return.
+    """
+    with read_snapshot(db.engine) as connection:
+        source = windows.window(connection, filters)
+        try:
+            return _compute(metric, source)
+        except rollups.InconsistentRollups:
+            log.exception("Rollups and raw readings disagree; answering from the raw readings")
+            return _compute(metric, windows.RawWindow(connection, filters))
+
+
+def _compute(metric, source):
+    histogram = source.histogram() if source is not None else []
     if not histogram:
         return None
     if metric in ("min", "max"):
         value, count = histogram[0] if metric == "min" else histogram[-1]
-        return fetch_reading(filters, value, count - 1, count)  # ties go to the latest reading
+        return source.reading(value, count - 1, count)  # ties go to the latest reading
     if metric == "median":
         value, offset = locate(histogram, median_rank(histogram))
-        return {**fetch_reading(filters, value, offset, dict(histogram)[value]), "value": median(histogram)}
+        return {**source.reading(value, offset, dict(histogram)[value]), "value": median(histogram)}
     if metric == "mean":
         return {"value": mean(histogram)}
     if metric == "mode":

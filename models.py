@@ -1,12 +1,8 @@
-"""Every table of the service, SensorData's readings and the tokens, and the one place the schema is created."""
-import threading
-
+"""Every table of the service: SensorData's readings, the tokens, and the rollups that keep statistics fast."""
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.schema import CreateIndex, CreateTable
-
-from canary.database import write_transaction
 
 
 class Base(DeclarativeBase):
@@ -71,6 +67,62 @@ class Token(db.Model):
     )
 
 
+class Rollup(db.Model):
+    """The histogram of one device's readings of one type in one hour, UTC day or week: {value: count} as JSON.
+
+    Kept exact by triggers on the readings table (canary/statistics/triggers.py), so that any window
+    is a few whole buckets plus the raw readings at its edges (canary/statistics/planner.py).
+    """
+
+    __tablename__ = "rollups"
+
+    type: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    level: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)  # the bucket's width in seconds
+    bucket: Mapped[int] = mapped_column(sa.BigInteger(), primary_key=True)  # its first second
+    # In code point order on PostgreSQL too, so that each bucket's rows come in the order Python merges them.
+    device_uuid: Mapped[str] = mapped_column(sa.String(64).with_variant(sa.String(64, collation="C"), "postgresql"),
+                                             primary_key=True)
+    hist: Mapped[str] = mapped_column(sa.Text().with_variant(JSONB(), "postgresql"))
+    total: Mapped[int] = mapped_column(sa.BigInteger())
+
+    # The key serves the fleet: one bucket's rows of every device, in device order. The index serves
+    # one device's buckets.
+    __table_args__ = (sa.Index("ix_rollups_device", "device_uuid", "type", "level", "bucket"),
+                      {"sqlite_with_rowid": False})
+
+
+class RollupState(db.Model):
+    """Whether the rollups are whole, or how far a rebuild has come: one row."""
+
+    __tablename__ = "rollup_state"
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)
+    status: Mapped[str] = mapped_column(sa.String(16))  # "building" or "ready"
+    # A rebuild has recomputed every reading before (device, type, date) in the readings index's order.
+    frontier_device: Mapped[str | None] = mapped_column(sa.String(64))
+    frontier_type: Mapped[str | None] = mapped_column(sa.String(16))
+    frontier_date: Mapped[int | None] = mapped_column(sa.BigInteger())
+    builder: Mapped[str | None] = mapped_column(sa.String(64))  # who holds the rebuild's lease, and until when
+    lease_until: Mapped[float | None] = mapped_column(sa.Float())
+
+
+class RollupException(db.Model):
+    """A device and type with a reading the rollups cannot hold (not an integer, or before 1970): read raw."""
+
+    __tablename__ = "rollup_exceptions"
+
+    device_uuid: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+
+
+class RollupPause(db.Model):
+    """A row here, inside a SQLite write transaction, tells the insert trigger that the app adds the histograms."""
+
+    __tablename__ = "rollup_pause"
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)
+
+
 def arrival_order():
     """Return the column that orders readings as they were stored."""
     if db.engine.dialect.name == "sqlite":
@@ -94,49 +146,3 @@ def matching(statement, device_uuid, type=None, start=None, end=None):
 def check_readings_table():
     """Read at most one row of the readings table: proof that it can be queried, without a scan."""
     db.session.execute(sa.select(sa.literal(1)).select_from(SensorData.__table__).limit(1)).all()
-
-
-_SCHEMA_LOCK_ID = 0x43616E617279  # any constant shared by every process that creates the schema
-
-
-def create_schema(engine):
-    """Create every table and any missing index; safe to run from many processes at once.
-
-    Tables made by other tools are kept as they are: a four-column readings table gets the index.
-    """
-    with write_transaction(engine) as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_ID)))
-        for table in db.metadata.sorted_tables:
-            connection.execute(CreateTable(table, if_not_exists=True))
-            for index in table.indexes:
-                connection.execute(CreateIndex(index, if_not_exists=True))
-
-
-class Schema:
-    """Creates the schema before a process's first request, and again before the next one after a table was lost.
-
-    Nothing is created when the app is imported, so `from app import app` touches no database.
-    """
-
-    def __init__(self):
-        self.ready, self._lock = False, threading.Lock()
-
-    def ensure(self):
-        """Create the schema unless this process already has, or knows it is whole."""
-        if self.ready:
-            return
-        with self._lock:
-            if not self.ready:
-                create_schema(db.engine)
-                self.ready = True
-
-    def lost(self):
-        """Note that a table went missing, so that the next request creates the schema again."""
-        self.ready = False
-
-
-def init_app(app):
-    """Create the schema on each process's first request."""
-    schema = app.extensions["canary_schema"] = Schema()
-    app.before_request(schema.ensure)

@@ -161,11 +161,21 @@ class SeriesQuerySchema(MetricQuerySchema):
         return data
 
 
+SUMMARY_SORTS = ("number_of_readings", "device_uuid", "max_reading_value", "median_reading_value",
+                 "mean_reading_value", "quartile_1_value", "quartile_3_value")
+
+
 class SummaryQuerySchema(MetricQuerySchema):
-    """Filters for the fleet summary: one type, an optional time range and a number of devices."""
+    """Filters for the fleet summary: one type, an optional time range, an order and a page of devices."""
 
     limit = QueryInteger(validate=validate.Range(1, 2**63 - 1, error="Must be a positive integer."),
                          metadata={"description": "The most devices to return."})
+    offset = QueryInteger(load_default=0, validate=validate.Range(0, 2**63 - 1, error="Must be 0 or more."),
+                          metadata={"description": "How many devices of the order to skip first."})
+    sort = fields.String(load_default=SUMMARY_SORTS[0], validate=validate.OneOf(SUMMARY_SORTS),
+                         metadata={"description": "The row key to sort by; ties go by device_uuid ascending."})
+    order = fields.String(validate=validate.OneOf(("asc", "desc")), metadata={
+        "description": "asc or desc; desc by default, but asc for device_uuid."})
 
 
 # What the API answers: these describe responses in the OpenAPI document (canary/openapi/).

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 _lock_files = threading.local()
+_migration_locks = threading.local()
 
 
 def configure_engine(engine, busy_timeout_ms):
@@ -106,6 +107,50 @@ class _LockFile:
 
     def __del__(self):
         os.close(self.descriptor)
+
+
+@contextmanager
+def migration_lock(engine):
+    """Hold a lock that one process at a time takes to migrate the schema: the writers' queue on SQLite,
+    an advisory lock on PostgreSQL, held on a connection of its own. A thread that holds it may take it again.
+    """
+    held = _migration_locks.__dict__.setdefault("held", set())
+    if id(engine) in held:
+        yield
+        return
+    held.add(id(engine))
+    try:
+        if engine.dialect.name != "postgresql":
+            with writers_queue(engine):
+                yield
+            return
+        with engine.connect() as connection:
+            connection.execute(sa.select(sa.func.pg_advisory_lock(MIGRATION_LOCK_ID)))
+            try:
+                yield
+            finally:
+                connection.execute(sa.select(sa.func.pg_advisory_unlock(MIGRATION_LOCK_ID)))
+                connection.commit()
+    finally:
+        held.discard(id(engine))
+
+
+MIGRATION_LOCK_ID = 0x43616E617279  # any constant shared by every process that migrates the schema
+
+
+@contextmanager
+def read_snapshot(engine):
+    """Yield a connection in a read transaction whose statements all see one snapshot of the database.
+
+    SQLite's read transactions do; PostgreSQL's need REPEATABLE READ, since each statement of a READ
+    COMMITTED transaction sees the commits made before it began. Rollups minus raw edges must come
+    from one snapshot, or a reading committed between the two would be taken off without being added.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
 
 
 @contextmanager

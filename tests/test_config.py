@@ -203,7 +203,7 @@ def test_canary_auth_overrides_every_setting(clean_env, monkeypatch, setting, mo
 
 NEW_VALUES = {"DATABASE_FILE": "other.db", "MAX_CONTENT_LENGTH": 2048, "MAX_BATCH_CONTENT_LENGTH": 4096,
               "MAX_BATCH": 7, "ROLE": "query", "AUTH": "open", "TOKEN_CACHE_SECONDS": 0.5,
-              "SQLITE_BUSY_TIMEOUT_MS": 1234, "STREAM_CHUNK_ROWS": 10}
+              "SQLITE_BUSY_TIMEOUT_MS": 1234, "STREAM_CHUNK_ROWS": 10, "ROLLUP_BUILDER": False}
 
 
 @pytest.mark.parametrize("name", [name for name in dir(Config) if name.isupper()])

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from canary.ingest.store import insert_readings
 from canary.statistics import buckets, groupings
+from models import db
 
 counts = st.dictionaries(st.integers(0, 100), st.integers(1, 10**6), min_size=1, max_size=101)
 
@@ -44,5 +45,6 @@ def test_bucket_histograms_number_buckets_as_the_runs_do(app, device, runs):
     with app.app_context():
         insert_readings([{"device_uuid": device, "type": "temperature", "value": date % 101, "date_created": date}
                          for date in dates])
-        numbered = groupings.fetch_bucket_histograms(filters, runs)
+        with db.engine.connect() as connection:
+            numbered = groupings.fetch_bucket_histograms(connection, filters, runs)
     assert numbered == {number: sorted(counts.items()) for number, counts in expected.items()}

@@ -149,8 +149,8 @@ def test_series_and_summary_parameters_say_what_the_api_takes(document):
     query = {parameter["name"]: parameter for parameter in series["parameters"]}
     assert {name: parameter["required"] for name, parameter in query.items()} == {
         "type": True, "start": False, "end": False, "interval": True, "tz": False, "fill": False}
-    assert {p["name"]: p["required"] for p in summary["parameters"]} == {"type": True, "start": False, "end": False,
-                                                                         "limit": False}
+    assert {p["name"]: p["required"] for p in summary["parameters"]} == {
+        "type": True, "start": False, "end": False, "limit": False, "offset": False, "sort": False, "order": False}
     # A query string carries every interval as text; a JSON GET body may send seconds as an integer too, which
     # the description says in words.
     assert query["interval"]["schema"] == {"type": "string", "pattern": interval_text_pattern()}

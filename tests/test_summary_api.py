@@ -146,7 +146,9 @@ BAD_SUMMARY_FILTERS = [
     ({"type": None}, "type"), ({"type": "pressure"}, "type"), ({"type": "Temperature"}, "type"),
     ({"limit": "0"}, "limit"), ({"limit": "-1"}, "limit"), ({"limit": "x"}, "limit"), ({"limit": "1.5"}, "limit"),
     ({"start": "20", "end": "10"}, "start"), ({"start": "abc"}, "start"), ({"end": str(2**64)}, "end"),
-    ({"colour": "red"}, "colour"), ({"interval": "1h"}, "interval"), ({"order": "desc"}, "order"),
+    ({"colour": "red"}, "colour"), ({"interval": "1h"}, "interval"), ({"order": "down"}, "order"),
+    ({"order": "DESC"}, "order"), ({"sort": "count"}, "sort"), ({"sort": "min_reading_value"}, "sort"),
+    ({"offset": "-1"}, "offset"), ({"offset": "x"}, "offset"),
 ]
 
 

@@ -22,9 +22,9 @@ _DAY = 86_400
 class TooManyBuckets(ValueError):
     """The span needs more buckets than allowed; `fitting` is the smallest interval that fits."""
 
-    def __init__(self, count, fitting):
+    def __init__(self, count, fitting, first, last):
         super().__init__(f"{count} buckets; {fitting} fits")
-        self.count, self.fitting = count, fitting
+        self.count, self.fitting, self.first, self.last = count, fitting, first, last
 
 
 class OutOfCalendar(ValueError):
@@ -145,7 +145,7 @@ def bucket_edges(interval, zone, first, last, limit=MAX_BUCKETS):
     """
     count = bucket_count(interval, zone, first, last)
     if count > limit:
-        raise TooManyBuckets(count, smallest_fitting(interval, zone, first, last, limit))
+        raise TooManyBuckets(count, smallest_fitting(interval, zone, first, last, limit), first, last)
     first_bucket = position(interval, zone, first) // interval.width
     numbers = range(first_bucket, first_bucket + count + 1)
     if not interval.calendar:

@@ -1,16 +1,15 @@
-"""Histograms per group: per time bucket of one device's readings, and per device of the fleet.
+"""Histograms per group from the raw readings: per time bucket of one device, and per device of the fleet.
 
 Each query makes one pass grouping the readings by (group, value), and the database folds each
 group's counts into one row, "value,count,value,count,...", so Python handles a row per bucket
 or device rather than one per (group, value) pair.
 """
 import functools
-import itertools
 import json
 
 import sqlalchemy as sa
 
-from models import SensorData, db, matching
+from models import SensorData
 
 
 def parse_histogram(text):
@@ -30,21 +29,6 @@ def _folded(counts, key):
 
 def _readings():
     return sa.func.count().label("readings")
-
-
-def fetch_span(filters):
-    """Return the first and last date_created >= 0 of the matching readings, or None if none match.
-
-    Two seeks to either end of the index: SQLite scans for MIN and MAX in one query.
-    """
-    statement = matching(sa.select(SensorData.date_created), **filters).where(
-        SensorData.date_created >= 0, SensorData.value.is_not(None)
-    )
-    first = db.session.execute(statement.order_by(SensorData.date_created).limit(1)).scalar()
-    if first is None:
-        return None
-    last = db.session.execute(statement.order_by(SensorData.date_created.desc()).limit(1)).scalar()
-    return first, last
 
 
 def bucket_number(run_count, column=SensorData.date_created):
@@ -95,29 +79,28 @@ def _bucket_query(run_count):
     return _folded(counts, counts.c.bucket)
 
 
-def fetch_bucket_histograms(filters, runs):
+def fetch_bucket_histograms(connection, filters, runs):
     """Return {bucket number: histogram} over the readings from start to end, in one indexed pass."""
     parameters = {"device_uuid": filters["device_uuid"], "type": filters["type"],
                   "span_0": filters["start"], "span_1": filters["end"], **run_parameters(runs)}
-    rows = db.session.connection().execute(_bucket_query(len(runs)), parameters).all()
+    rows = connection.execute(_bucket_query(len(runs)), parameters).all()
     return {bucket: parse_histogram(text) for bucket, text in rows}
 
 
-def _in_byte_order(column):
+def _in_byte_order(column, dialect):
     """Return a column that sorts by code point on every backend, whatever its collation.
 
     Grouping keeps the column's own collation, as every per-device route does: collating there
     too cost SQLite 15% of the summary.
     """
-    return column.collate("C" if db.engine.dialect.name == "postgresql" else "BINARY")
+    return column.collate("C" if dialect.name == "postgresql" else "BINARY")
 
 
-def stream_device_histograms(chunk_rows, type, start=None, end=None, limit=None):
+def device_histograms(connection, chunk_rows, type, start=None, end=None):
     """Yield (device_uuid, histogram) for each device with matching readings, most readings first.
 
     The database orders the folded rows by each device's total, so they stream and memory stays
-    flat however many devices there are. The first next() runs the query and yields None; the
-    connection closes with the generator.
+    flat however many devices there are.
     """
     counts = sa.select(SensorData.device_uuid, SensorData.value, _readings()).where(
         SensorData.type == type, SensorData.device_uuid.is_not(None), SensorData.value.is_not(None)
@@ -128,13 +111,11 @@ def stream_device_histograms(chunk_rows, type, start=None, end=None, limit=None)
         counts = counts.where(SensorData.date_created <= end)
     counts = counts.group_by(SensorData.device_uuid, SensorData.value).subquery()
     statement = _folded(counts, counts.c.device_uuid).order_by(
-        sa.func.sum(counts.c.readings).desc(), _in_byte_order(counts.c.device_uuid)
+        sa.func.sum(counts.c.readings).desc(), _in_byte_order(counts.c.device_uuid, connection.dialect)
     )
-    with db.engine.connect() as connection:
-        rows = connection.execution_options(yield_per=chunk_rows).execute(statement)
-        try:
-            yield None
-            for device_uuid, text in itertools.islice(rows, limit):
-                yield device_uuid, parse_histogram(text)
-        finally:
-            rows.close()  # a limit or a gone client leaves rows unread
+    rows = connection.execution_options(yield_per=chunk_rows).execute(statement)
+    try:
+        for device_uuid, text in rows:
+            yield device_uuid, parse_histogram(text)
+    finally:
+        rows.close()  # a page or a gone client leaves rows unread

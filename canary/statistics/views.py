@@ -1,14 +1,11 @@
 """The routes of statistics over groupings: one device's readings in time buckets, and a row per device of the fleet."""
-import itertools
+from flask import Blueprint, Response, current_app, stream_with_context
 
-from flask import Blueprint, Response, current_app
-
-import metrics
 from canary.access.rules import DEVICE_READ, FLEET_READ, access
 from canary.openapi.describe import READ_ERRORS, documented
-from canary.statistics import buckets, groupings
+from canary.statistics import buckets, fleet
+from canary.statistics.series import EndsPastLastDate, series
 from canary.web.errors import invalid
-from canary.web.json import encode
 from canary.web.requests import load_filters
 from schemas import (
     MAX_EPOCH_SECONDS,
@@ -23,14 +20,6 @@ bp = Blueprint("statistics", __name__)
 
 _series_schema = SeriesQuerySchema()
 _summary_schema = SummaryQuerySchema()
-SUMMARY_NAMES = {  # a device's statistic -> its key in a summary row
-    "count": "number_of_readings",
-    "max": "max_reading_value",
-    "median": "median_reading_value",
-    "mean": "mean_reading_value",
-    "quartile_1": "quartile_1_value",
-    "quartile_3": "quartile_3_value",
-}
 
 
 SERIES_422 = ("A filter or the device id breaks the schema, the filter body is not a JSON object, start is after "
@@ -63,69 +52,37 @@ def get_series(device_uuid):
         "type": query["type"],
         "interval": interval.label(),
         "tz": zone.key,
-        "buckets": series(device_uuid, filters, interval, zone, keep_empty=query["fill"] == "null"),
+        "buckets": _buckets(device_uuid, filters, interval, zone, keep_empty=query["fill"] == "null"),
     }
 
 
-def series(device_uuid, filters, interval, zone, keep_empty):
-    """Return the buckets from the one holding start (or the first match) to the one holding end (or the last)."""
-    filters = {"device_uuid": device_uuid, **filters}
-    first, last = filters["start"], filters["end"]
-    if first is None or last is None:
-        span = groupings.fetch_span(filters)
-        if span is None:
-            return []
-        first, last = span[0] if first is None else first, span[1] if last is None else last
+def _buckets(device_uuid, filters, interval, zone, keep_empty):
+    """Return the series' buckets, or refuse with a 422 an interval that cannot bucket its span."""
     try:
-        edges = buckets.bucket_edges(interval, zone, first, last)
+        return series(device_uuid, filters, interval, zone, keep_empty)
     except buckets.TooManyBuckets as error:
-        raise invalid("interval", f"From {first} to {last} that interval makes {error.count:,} buckets, "
+        raise invalid("interval", f"From {error.first} to {error.last} that interval makes {error.count:,} buckets, "
                                   f"over the limit of {buckets.MAX_BUCKETS:,}; the smallest interval "
                                   f"that fits is {error.fitting}.") from None
     except buckets.OutOfCalendar:
         raise invalid("interval", "Day and week buckets must lie within the years 1 to 9999; "
                                   "use an interval in seconds, minutes or hours.") from None
-    if edges[-1] > MAX_EPOCH_SECONDS:
+    except EndsPastLastDate:
         raise invalid("interval", f"With that interval the last bucket would end after {MAX_EPOCH_SECONDS}, the "
-                                  "latest date there is; use a smaller interval.")
-    counts = groupings.fetch_bucket_histograms({**filters, "start": first, "end": last}, buckets.runs(edges))
-    return [
-        {"start": start, "end": end, **metrics.describe(counts.get(number, []))}
-        for number, (start, end) in enumerate(itertools.pairwise(edges))
-        if keep_empty or number in counts
-    ]
+                                  "latest date there is; use a smaller interval.") from None
 
 
 @bp.get("/devices/summary/", strict_slashes=False)
 @access(FLEET_READ)
 @documented(filters=SummaryQuerySchema, errors=READ_ERRORS,
-            responses={200: ("A row per device with at least one matching reading, most readings first, then by "
-                             "device_uuid in code point order; [] when none match.",
+            responses={200: ("A row per device with at least one matching reading, sorted by `sort` (most readings "
+                             "first by default), ties by device_uuid in code point order, from `offset`, at most "
+                             "`limit` rows; [] when none match.",
                              {"type": "array", "items": DeviceSummarySchema})},
             description="Statistics are defined as for the statistics routes; type is required.")
 def get_summary():
-    """Stream statistics of one reading type per device, the devices with most readings first."""
+    """Stream statistics of one reading type per device, sorted (most readings first by default) and paged."""
     filters = load_filters(_summary_schema)
-    devices = groupings.stream_device_histograms(current_app.config["STREAM_CHUNK_ROWS"], **filters)
-    next(devices)  # run the query now, so that a failure is still a JSON error
-    return Response(_summary_array(devices), mimetype="application/json")
-
-
-def summary_row(device_uuid, histogram):
-    """Return a device's row of the summary."""
-    statistics = metrics.describe(histogram)
-    return {"device_uuid": device_uuid, **{name: statistics[key] for key, name in SUMMARY_NAMES.items()}}
-
-
-def _summary_array(devices, chunk_devices=500):
-    """Yield the summary as a JSON array, a chunk of devices at a time, so memory stays flat."""
-    separator, chunk = b"[", []
-    for device in devices:
-        chunk.append(summary_row(*device))
-        if len(chunk) == chunk_devices:
-            yield separator + encode(chunk)[1:-1]
-            separator, chunk = b",", []
-    if chunk:
-        yield separator + encode(chunk)[1:-1]
-        separator = b","
-    yield b"[]\n" if separator == b"[" else b"]\n"
+    rows = fleet.summary(chunk_rows=current_app.config["STREAM_CHUNK_ROWS"], **filters)
+    next(rows)  # run the queries now, so that a failure is still a JSON error
+    return Response(stream_with_context(rows), mimetype="application/json")

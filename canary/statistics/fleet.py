@@ -1,0 +1,194 @@
+"""The fleet summary: a row of statistics per device with readings of one type in a window, sorted and paged.
+
+From the rollups when they hold every device's readings: the window is whole buckets plus or
+minus raw edges (the same for every device), each bucket's rows come in device order, and the
+streams merge into one histogram per device. An hour's rollups name the devices with readings in
+it, so the raw readings of an edge are read device by device through the readings index. Rows
+are sorted in memory as encoded JSON (a few hundred bytes a device), except for the default order
+over whole buckets, whose page of devices the rollups' totals give directly. From the raw
+readings otherwise, in one pass that the database sorts by count.
+"""
+import heapq
+import itertools
+
+import msgspec
+import sqlalchemy as sa
+
+import metrics
+from canary.database import read_snapshot
+from canary.statistics import groupings, planner, rollups, windows
+from canary.statistics.planner import HOUR, Block, Raw
+from canary.web.json import encode
+from models import Rollup, db
+
+SUMMARY_NAMES = {  # a device's statistic -> its key in a summary row
+    "count": "number_of_readings",
+    "max": "max_reading_value",
+    "median": "median_reading_value",
+    "mean": "mean_reading_value",
+    "quartile_1": "quartile_1_value",
+    "quartile_3": "quartile_3_value",
+}
+SORTS = ("device_uuid", *SUMMARY_NAMES.values())
+DEFAULT_SORT = "number_of_readings"
+STREAM_ROWS = 2000  # rows a stream fetches at a time: each piece's rows stream, never all at once
+_decode = msgspec.json.Decoder(dict[int, int]).decode
+
+
+def summary_row(device_uuid, histogram):
+    """Return a device's row of the summary."""
+    statistics = metrics.describe(histogram)
+    return {"device_uuid": device_uuid, **{name: statistics[key] for key, name in SUMMARY_NAMES.items()}}
+
+
+def summary(type, start=None, end=None, limit=None, offset=0, sort=DEFAULT_SORT, order=None, chunk_rows=1000):
+    """Yield the summary as pieces of one JSON array; the first next() runs the queries and yields None."""
+    order = order or ("asc" if sort == "device_uuid" else "desc")
+    with read_snapshot(db.engine) as connection:
+        rows = _rollup_rows(connection, type, start, end, sort, order, limit, offset)
+        if rows is None:
+            rows = _raw_rows(connection, type, start, end, sort, order, limit, offset, chunk_rows)
+        yield None
+        separator, rows = b"[", iter(rows)
+        try:
+            while chunk := list(itertools.islice(rows, 500)):
+                yield separator + b",".join(chunk)
+                separator = b","
+        finally:
+            if hasattr(rows, "close"):
+                rows.close()
+        yield b"[]\n" if separator == b"[" else b"]\n"
+
+
+def _ordered(rows, sort, order, limit, offset):
+    """Return rows [(row dict)] sorted by one statistic (ties by device) and paged, each encoded as JSON."""
+    keyed = []
+    for row in rows:
+        value = row[sort]
+        key = (value if order == "asc" or sort == "device_uuid" else -value, row["device_uuid"])
+        keyed.append((key, encode(row)))
+    keyed.sort(key=lambda item: item[0], reverse=sort == "device_uuid" and order == "desc")
+    end = None if limit is None else offset + limit
+    return [encoded for _, encoded in keyed[offset:end]]
+
+
+def _raw_rows(connection, type, start, end, sort, order, limit, offset, chunk_rows):
+    devices = groupings.device_histograms(connection, chunk_rows, type, start, end)
+    if sort != DEFAULT_SORT or order != "desc":
+        return _ordered((summary_row(*device) for device in devices), sort, order, limit, offset)
+
+    def in_the_databases_order():
+        try:
+            for device in itertools.islice(devices, offset, None if limit is None else offset + limit):
+                yield encode(summary_row(*device))
+        finally:
+            devices.close()
+
+    return in_the_databases_order()
+
+
+def _rollup_rows(connection, type, start, end, sort, order, limit, offset):
+    """Return the rows from the rollups, or None where they cannot answer (not whole, or too sparse a span)."""
+    if not rollups.fleet_serving(connection):
+        return None
+    span = _span(connection, type, start, end)
+    if span is None:
+        return []
+    try:
+        cover = planner.cover(span[0], span[1] + 1, limit=windows.MAX_PIECES)
+    except planner.TooManyPieces:
+        return None
+    if any(isinstance(piece, Raw) and piece.high >= planner.ROLLUP_HORIZON for _, piece in cover):
+        return None  # no hour's rollups name the devices there
+    excepted = rollups.excepted_devices(connection, type)
+    if (sort, order) == (DEFAULT_SORT, "desc") and limit is not None and not excepted and all(
+            sign > 0 and isinstance(piece, Block) for sign, piece in cover):
+        return _page_by_totals(connection, type, [piece for _, piece in cover], limit, offset)
+    rows = (summary_row(device, histogram) for device, histogram in _device_histograms(connection, type, cover)
+            if histogram and device not in excepted)
+    raw = (summary_row(device, windows.fetch_histogram(connection, {"device_uuid": device, "type": type,
+                                                                    "start": start, "end": end}))
+           for device in sorted(excepted))
+    counted = (row for row in itertools.chain(rows, raw) if row["number_of_readings"])
+    return _ordered(counted, sort, order, limit, offset)
+
+
+def _span(connection, type, start, end):
+    """Return the window's first and last second: the filters, or the span of the type's hourly rollups."""
+    if start is not None and end is not None:
+        return start, end
+    bounds = connection.execute(sa.select(sa.func.min(Rollup.bucket), sa.func.max(Rollup.bucket)).where(
+        Rollup.type == type, Rollup.level == HOUR)).first()
+    if bounds[0] is None:
+        return None
+    return (bounds[0] if start is None else start), (bounds[1] + HOUR - 1 if end is None else end)
+
+
+def _page_by_totals(connection, type, blocks, limit, offset):
+    """Return a page of rows, most readings first, from whole buckets: the rollups' totals choose the devices."""
+    totals = sa.select(Rollup.device_uuid, sa.func.sum(Rollup.total).label("total")).where(
+        Rollup.type == type, sa.tuple_(Rollup.level, Rollup.bucket).in_([(b.width, b.start) for b in blocks])
+    ).group_by(Rollup.device_uuid).having(sa.func.sum(Rollup.total) > 0)
+    page = connection.execute(totals.order_by(sa.desc("total"), Rollup.device_uuid).limit(limit).offset(offset)).all()
+    devices = [device for device, _ in page]
+    if not devices:
+        return []
+    found = {}
+    for device, text in connection.execute(sa.select(Rollup.device_uuid, sa.cast(Rollup.hist, sa.Text)).where(
+            Rollup.type == type, Rollup.device_uuid.in_(devices),
+            sa.tuple_(Rollup.level, Rollup.bucket).in_([(b.width, b.start) for b in blocks]))):
+        histogram = found.setdefault(device, {})
+        for value, count in _decode(text).items():
+            histogram[value] = histogram.get(value, 0) + count
+    return [encode(summary_row(device, sorted(found[device].items()))) for device in devices]
+
+
+def _device_histograms(connection, type, cover):
+    """Yield (device, histogram) in device order, merging each signed piece's stream of per-device histograms."""
+    streams = []
+    for sign, piece in cover:
+        if isinstance(piece, Block):
+            streams.append(_block_stream(connection, type, piece, sign))
+        else:
+            for hour_piece in _split_at_hours(piece):
+                streams.append(_raw_stream(connection, type, hour_piece, sign))
+    for device, parts in itertools.groupby(heapq.merge(*streams, key=lambda part: part[0]), key=lambda part: part[0]):
+        total = {}
+        for _, sign, histogram in parts:
+            for value, count in histogram.items():
+                total[value] = total.get(value, 0) + sign * count
+        histogram = sorted((value, count) for value, count in total.items() if count)
+        if any(count < 0 for _, count in histogram):
+            raise rollups.InconsistentRollups(f"negative count for {device}")
+        yield device, histogram
+
+
+def _block_stream(connection, type, block, sign):
+    rows = connection.execution_options(yield_per=STREAM_ROWS).execute(
+        sa.select(Rollup.device_uuid, sa.cast(Rollup.hist, sa.Text))
+        .where(Rollup.type == type, Rollup.level == block.width, Rollup.bucket == block.start)
+        .order_by(Rollup.device_uuid))
+    return ((device, sign, _decode(text)) for device, text in rows)
+
+
+def _split_at_hours(raw):
+    """Return a raw range as ranges within one hour each."""
+    pieces, low = [], raw.low
+    while low <= raw.high:
+        high = min(raw.high, planner.bucket_start(low, HOUR, 0) + HOUR - 1)
+        pieces.append(Raw(low, high))
+        low = high + 1
+    return pieces
+
+
+def _raw_stream(connection, type, raw, sign):
+    """Yield (device, sign, histogram) of one raw range, for the devices the range's hourly rollup names."""
+    rows = connection.execution_options(yield_per=STREAM_ROWS).execute(sa.text(
+        "SELECT u.device_uuid, r.value, count(*) FROM rollups AS u JOIN readings AS r "
+        "ON r.device_uuid = u.device_uuid AND r.type = u.type AND r.date_created BETWEEN :low AND :high "
+        "WHERE u.type = :type AND u.level = :hour_width AND u.bucket = :hour AND r.value IS NOT NULL "
+        "GROUP BY u.device_uuid, r.value ORDER BY u.device_uuid"),
+        {"low": raw.low, "high": raw.high, "type": type, "hour_width": HOUR,
+         "hour": planner.bucket_start(raw.low, HOUR, 0)})
+    for device, pairs in itertools.groupby(rows, key=lambda row: row[0]):
+        yield device, sign, {value: count for _, value, count in pairs}

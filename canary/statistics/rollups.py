@@ -1,0 +1,187 @@
+"""Reading the rollups: whether they may answer for a device and type now, and the histograms of pieces.
+
+Every function takes a connection inside one read snapshot (canary.database.read_snapshot), so
+that rollup buckets and raw readings come from the same state of the database.
+"""
+import msgspec
+import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
+
+from canary.statistics import triggers
+from canary.statistics.planner import LEVELS, ROLLUP_HORIZON, Block, Raw, bucket_start
+from models import Rollup, RollupException, RollupState
+
+_decode = msgspec.json.Decoder(dict[int, int]).decode
+_armed_versions = {}  # SQLite engine URL -> (schema_version, armed), as each process last saw them
+
+
+class InconsistentRollups(RuntimeError):
+    """Rollups and raw readings disagreed (a negative count): answer from the raw readings instead."""
+
+
+def armed(connection):
+    """Tell whether every rollup trigger is in place on the readings table, as the rollups need.
+
+    The legacy test harness drops the table and makes a bare one, which takes the triggers with it.
+    On SQLite the schema's version number tells, for a few microseconds, whether anything changed.
+    """
+    if connection.dialect.name == "postgresql":
+        count = connection.execute(sa.text(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('readings') AND tgenabled <> 'D' "
+            "AND tgname = ANY(:names)"), {"names": list(triggers.POSTGRESQL_NAMES)}).scalar()
+        return count == len(triggers.POSTGRESQL_NAMES)
+    version = connection.exec_driver_sql("PRAGMA schema_version").scalar()
+    key = str(connection.engine.url)
+    seen = _armed_versions.get(key)
+    if seen is None or seen[0] != version:
+        names = connection.execute(sa.text(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'readings'")).scalars()
+        seen = _armed_versions[key] = (version, set(triggers.NAMES) <= set(names))
+    return seen[1]
+
+
+def state(connection):
+    """Return the rollup_state row, or None where the rollups' tables are not there."""
+    try:
+        return connection.execute(sa.select(RollupState).where(RollupState.id == 1)).first()
+    except sa.exc.DBAPIError:
+        return None
+
+
+def serving(connection, device_uuid, reading_type):
+    """Tell whether the rollups hold exactly the readings of one device and type."""
+    current = state(connection)
+    if current is None or not armed(connection):
+        return False
+    excepted = sa.select(sa.literal(1)).where(RollupException.device_uuid == device_uuid,
+                                             RollupException.type == reading_type)
+    if connection.execute(excepted).first() is not None:
+        return False
+    if current.status == "ready":
+        return True
+    if current.frontier_device is None:
+        return False
+    behind = sa.select(sa.tuple_(sa.literal(device_uuid), sa.literal(reading_type))
+                       < sa.tuple_(sa.literal(current.frontier_device), sa.literal(current.frontier_type)))
+    return bool(connection.execute(behind).scalar())
+
+
+def fleet_serving(connection):
+    """Tell whether the rollups hold every device's readings, as the fleet summary needs."""
+    current = state(connection)
+    return current is not None and current.status == "ready" and armed(connection)
+
+
+def excepted_devices(connection, reading_type):
+    """Return the devices of a type whose readings the rollups cannot hold."""
+    return set(connection.execute(sa.select(RollupException.device_uuid).where(
+        RollupException.type == reading_type)).scalars())
+
+
+def block_histograms(connection, device_uuid, reading_type, blocks):
+    """Return {Block: {value: count}} for one device and type; a bucket without readings is absent."""
+    found, by_width = {}, {}
+    for block in blocks:
+        by_width.setdefault(block.width, set()).add(block.start)
+    for width, starts in by_width.items():
+        statement = sa.select(Rollup.bucket, sa.cast(Rollup.hist, sa.Text)).where(
+            Rollup.device_uuid == device_uuid, Rollup.type == reading_type, Rollup.level == width)
+        low, high = min(starts), max(starts)
+        if len(starts) * 4 >= (high - low) // width + 1:  # dense: one index range
+            statement = statement.where(Rollup.bucket.between(low, high))
+        else:
+            statement = statement.where(Rollup.bucket.in_(sorted(starts)))
+        for bucket, text in connection.execute(statement):
+            if bucket in starts:
+                found[Block(width, bucket)] = _decode(text)
+    return found
+
+
+def raw_histograms(connection, device_uuid, reading_type, raws):
+    """Return {Raw: {value: count}} for one device and type, one index range each, in one query."""
+    raws = sorted(set(raws), key=lambda raw: raw.low)
+    if not raws:
+        return {}
+    if connection.dialect.name == "postgresql":
+        ranges = ("unnest(CAST(:lows AS bigint[]), CAST(:highs AS bigint[])) WITH ORDINALITY AS r(low, high, piece)",
+                  "r.low", "r.high", "r.piece")
+        parameters = {"lows": [raw.low for raw in raws], "highs": [raw.high for raw in raws]}
+    else:
+        ranges = ("json_each(:ranges) AS r", "json_extract(r.value, '$[0]')", "json_extract(r.value, '$[1]')",
+                  "r.key + 1")
+        parameters = {"ranges": msgspec.json.encode([[raw.low, raw.high] for raw in raws]).decode()}
+    source, low, high, piece = ranges
+    rows = connection.execute(sa.text(
+        f"SELECT {piece} AS piece, readings.value, count(*) FROM {source} JOIN readings "
+        f"ON readings.device_uuid = :device AND readings.type = :type "
+        f"AND readings.date_created BETWEEN {low} AND {high} "
+        f"WHERE readings.value IS NOT NULL GROUP BY {piece}, readings.value"),
+        {**parameters, "device": device_uuid, "type": reading_type})
+    found = {}
+    for number, value, count in rows:
+        found.setdefault(raws[number - 1], {})[value] = count
+    return found
+
+
+def histograms(connection, device_uuid, reading_type, pieces):
+    """Return {piece: {value: count}} for Blocks and Raws alike."""
+    return {**block_histograms(connection, device_uuid, reading_type, [p for p in pieces if isinstance(p, Block)]),
+            **raw_histograms(connection, device_uuid, reading_type, [p for p in pieces if isinstance(p, Raw)])}
+
+
+def combine(signed_pieces, found):
+    """Return the histogram, [(value, count)] ascending, that signed pieces add up to."""
+    total = {}
+    for sign, piece in signed_pieces:
+        for value, count in found.get(piece, {}).items():
+            total[value] = total.get(value, 0) + sign * count
+    histogram = sorted((value, count) for value, count in total.items() if count)
+    if histogram and min(count for _, count in histogram) < 0:
+        raise InconsistentRollups(f"negative count in {histogram}")
+    return histogram
+
+
+
+def note_exception(connection, device_uuid, reading_type):
+    """Mark a device and type as read raw from now on."""
+    insert = (sa.dialects.postgresql.insert if connection.dialect.name == "postgresql" else sa.dialects.sqlite.insert)
+    exception = insert(RollupException).values(device_uuid=device_uuid, type=reading_type)
+    connection.execute(exception.on_conflict_do_nothing())
+
+
+def replace(connection, rows):
+    """Write rollup rows (dicts of every column), replacing the rows with the same keys."""
+    insert = (sa.dialects.postgresql.insert if connection.dialect.name == "postgresql" else sa.dialects.sqlite.insert)
+    statement = insert(Rollup)
+    connection.execute(statement.on_conflict_do_update(
+        index_elements=["type", "level", "bucket", "device_uuid"],
+        set_={"hist": statement.excluded.hist, "total": statement.excluded.total}), rows)
+
+
+_ADD_COUNT = (
+    "INSERT INTO rollups (type, level, bucket, device_uuid, hist, total) "
+    "VALUES (:type, :level, :bucket, :device, json_object(:value, :count), :count) "
+    "ON CONFLICT DO UPDATE SET total = total + excluded.total, "
+    "hist = json_set(hist, '$.\"' || :value || '\"', coalesce(json_extract(hist, '$.\"' || :value || '\"'), 0) + :count)")
+
+
+def add_batch(connection, readings):
+    """Add a batch's readings to the rollups, each bucket's count of each value once, inside the batch's transaction.
+
+    For SQLite, whose insert trigger runs once per row; the batch's INSERT runs with the trigger
+    paused (rollup_pause), so the readings are counted here once: a prepared upsert per bucket and
+    value, run by sqlite3's executemany. PostgreSQL's trigger already counts a statement's rows together.
+    """
+    counts = {}
+    for reading in readings:
+        date = reading["date_created"]
+        if not 0 <= date < ROLLUP_HORIZON:
+            continue  # the rollups hold no reading so late; the planner reads it raw
+        for width, offset in LEVELS:
+            key = (reading["type"], width, bucket_start(date, width, offset), reading["device_uuid"], reading["value"])
+            counts[key] = counts.get(key, 0) + 1
+    if counts:
+        connection.exec_driver_sql(_ADD_COUNT, [
+            {"type": key[0], "level": key[1], "bucket": key[2], "device": key[3], "value": str(key[4]), "count": count}
+            for key, count in sorted(counts.items())])

@@ -1,0 +1,153 @@
+"""The triggers that keep the rollups exact whoever writes the readings table: this app, older releases, an operator.
+
+On SQLite a trigger per row adds each inserted reading to its hour, day and week histograms, takes
+each deleted one off them, and does both for an update; a reading the rollups cannot hold (a value
+or date that is not an integer, a date before 1970) marks its device and type as read raw. The
+app's own batches pause the insert trigger (a row in rollup_pause, inside the batch's write
+transaction, which no other writer can see) and add their histograms in one step instead. On
+PostgreSQL, triggers per statement do the same from the statement's transition tables, in one
+upsert per level, with rows locked in key order so that concurrent writers never deadlock.
+"""
+from canary.statistics.planner import LEVELS, ROLLUP_HORIZON
+
+NAMES = ("canary_rollups_insert", "canary_rollups_delete", "canary_rollups_update_old",
+         "canary_rollups_update_new", "canary_rollups_exceptions", "canary_rollups_exceptions_update")
+POSTGRESQL_NAMES = ("canary_rollups_insert", "canary_rollups_delete", "canary_rollups_update",
+                    "canary_rollups_truncate")
+
+
+def rollable_sql(row):
+    return (f"{row}.device_uuid IS NOT NULL AND {row}.type IS NOT NULL AND typeof({row}.value) = 'integer' "
+            f"AND typeof({row}.date_created) = 'integer' AND {row}.date_created >= 0 "
+            f"AND {row}.date_created < {ROLLUP_HORIZON}")
+
+
+def excepted_sql(row):
+    """A reading statistics would count (device, type and value set) that the rollups cannot hold."""
+    return (f"{row}.device_uuid IS NOT NULL AND {row}.type IS NOT NULL AND {row}.value IS NOT NULL AND NOT "
+            f"(typeof({row}.value) = 'integer' AND typeof({row}.date_created) = 'integer' "
+            f"AND {row}.date_created >= 0)")
+
+
+def _bucket(row, width, offset):
+    return f"({row}.date_created + {offset}) / {width} * {width} - {offset}"
+
+
+def _add(row):
+    path = f"'$.\"' || {row}.value || '\"'"
+    return "\n".join(
+        f"INSERT INTO rollups (type, level, bucket, device_uuid, hist, total) VALUES ({row}.type, {width}, "
+        f"{_bucket(row, width, offset)}, {row}.device_uuid, json_object(CAST({row}.value AS TEXT), 1), 1) "
+        f"ON CONFLICT DO UPDATE SET hist = json_set(hist, {path}, coalesce(json_extract(hist, {path}), 0) + 1), "
+        f"total = total + 1;"
+        for width, offset in LEVELS)
+
+
+def _take(row):
+    path = f"'$.\"' || {row}.value || '\"'"
+    return "\n".join(
+        f"UPDATE rollups SET hist = CASE WHEN json_extract(hist, {path}) > 1 "
+        f"THEN json_set(hist, {path}, json_extract(hist, {path}) - 1) ELSE json_remove(hist, {path}) END, "
+        f"total = total - 1 WHERE type = {row}.type AND level = {width} AND bucket = {_bucket(row, width, offset)} "
+        f"AND device_uuid = {row}.device_uuid;"
+        for width, offset in LEVELS)
+
+
+_COLUMNS = "device_uuid, type, value, date_created"
+
+
+def sqlite_triggers():
+    """Return the CREATE TRIGGER statements of SQLite."""
+    exception = "INSERT OR IGNORE INTO rollup_exceptions (device_uuid, type) VALUES (NEW.device_uuid, NEW.type);"
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS canary_rollups_insert AFTER INSERT ON readings "
+        f"WHEN {rollable_sql('NEW')} AND NOT EXISTS (SELECT 1 FROM rollup_pause) BEGIN {_add('NEW')} END",
+        f"CREATE TRIGGER IF NOT EXISTS canary_rollups_delete AFTER DELETE ON readings "
+        f"WHEN {rollable_sql('OLD')} BEGIN {_take('OLD')} END",
+        f"CREATE TRIGGER IF NOT EXISTS canary_rollups_update_old AFTER UPDATE OF {_COLUMNS} ON readings "
+        f"WHEN {rollable_sql('OLD')} BEGIN {_take('OLD')} END",
+        f"CREATE TRIGGER IF NOT EXISTS canary_rollups_update_new AFTER UPDATE OF {_COLUMNS} ON readings "
+        f"WHEN {rollable_sql('NEW')} BEGIN {_add('NEW')} END",
+        f"CREATE TRIGGER IF NOT EXISTS canary_rollups_exceptions AFTER INSERT ON readings "
+        f"WHEN {excepted_sql('NEW')} BEGIN {exception} END",
+        f"CREATE TRIGGER IF NOT EXISTS canary_rollups_exceptions_update AFTER UPDATE OF {_COLUMNS} ON readings "
+        f"WHEN {excepted_sql('NEW')} BEGIN {exception} END",
+    ]
+
+
+_PG_LEVELS = ", ".join(f"({width}, {offset})" for width, offset in LEVELS)
+
+
+def _pg_apply(rows, sign):
+    """Return the statements adding (sign 1) or taking off (-1) the rollable readings of a transition table."""
+    return f"""
+    INSERT INTO rollups AS r (type, level, bucket, device_uuid, hist, total)
+    SELECT type, level, bucket, device_uuid, jsonb_object_agg(value::text, n), sum(n)
+    FROM (SELECT t.type, l.width AS level, (t.date_created + l.offs) / l.width * l.width - l.offs AS bucket,
+                 t.device_uuid, t.value, {sign} * count(*) AS n
+          FROM {rows} t, (VALUES {_PG_LEVELS}) AS l(width, offs)
+          WHERE t.device_uuid IS NOT NULL AND t.type IS NOT NULL AND t.value IS NOT NULL
+            AND t.date_created >= 0 AND t.date_created < {ROLLUP_HORIZON}
+          GROUP BY 1, 2, 3, 4, 5) AS counts
+    GROUP BY type, level, bucket, device_uuid
+    ORDER BY type, level, bucket, device_uuid
+    ON CONFLICT (type, level, bucket, device_uuid) DO UPDATE
+        SET hist = canary_hist_add(r.hist, EXCLUDED.hist), total = r.total + EXCLUDED.total;
+    """
+
+
+def _pg_exceptions(rows):
+    return f"""
+    INSERT INTO rollup_exceptions (device_uuid, type)
+    SELECT DISTINCT device_uuid, type FROM {rows}
+    WHERE device_uuid IS NOT NULL AND type IS NOT NULL AND value IS NOT NULL
+      AND (date_created IS NULL OR date_created < 0)
+    ON CONFLICT DO NOTHING;
+    """
+
+
+def _pg_function(name, body):
+    return (f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
+            f"BEGIN {body} RETURN NULL; END $body$")
+
+
+def postgresql_statements():
+    """Return the statements that create PostgreSQL's functions and triggers, replacing any there are."""
+    statements = [
+        """CREATE OR REPLACE FUNCTION canary_hist_add(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+           SELECT coalesce(jsonb_object_agg(key, total), '{}'::jsonb) FROM (
+               SELECT key, sum(value::bigint) AS total
+               FROM (SELECT * FROM jsonb_each_text(a) UNION ALL SELECT * FROM jsonb_each_text(b)) AS pairs
+               GROUP BY key HAVING sum(value::bigint) <> 0) AS sums $$""",
+        _pg_function("canary_rollups_on_insert", _pg_apply("new_rows", 1) + _pg_exceptions("new_rows")),
+        _pg_function("canary_rollups_on_delete", _pg_apply("old_rows", -1)),
+        _pg_function("canary_rollups_on_update",
+                     _pg_apply("old_rows", -1) + _pg_apply("new_rows", 1) + _pg_exceptions("new_rows")),
+        _pg_function("canary_rollups_on_truncate", "DELETE FROM rollups; DELETE FROM rollup_exceptions;"),
+    ]
+    for name, event, tables, function in (
+            ("canary_rollups_insert", "INSERT", "REFERENCING NEW TABLE AS new_rows", "canary_rollups_on_insert"),
+            ("canary_rollups_delete", "DELETE", "REFERENCING OLD TABLE AS old_rows", "canary_rollups_on_delete"),
+            ("canary_rollups_update", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+             "canary_rollups_on_update"),
+            ("canary_rollups_truncate", "TRUNCATE", "", "canary_rollups_on_truncate")):
+        statements += [f"DROP TRIGGER IF EXISTS {name} ON readings",
+                       f"CREATE TRIGGER {name} AFTER {event} ON readings {tables} FOR EACH STATEMENT "
+                       f"EXECUTE FUNCTION {function}()"]
+    return statements
+
+
+def create_statements(dialect):
+    """Return the statements that put every rollup trigger in place on this dialect."""
+    return postgresql_statements() if dialect == "postgresql" else sqlite_triggers()
+
+
+def drop_statements(dialect):
+    """Return the statements that remove every rollup trigger (and PostgreSQL's functions)."""
+    if dialect != "postgresql":
+        return [f"DROP TRIGGER IF EXISTS {name}" for name in NAMES]
+    functions = ("canary_rollups_on_insert", "canary_rollups_on_delete", "canary_rollups_on_update",
+                 "canary_rollups_on_truncate")
+    return ([f"DROP TRIGGER IF EXISTS {name} ON readings" for name in POSTGRESQL_NAMES]
+            + [f"DROP FUNCTION IF EXISTS {name}()" for name in functions]
+            + ["DROP FUNCTION IF EXISTS canary_hist_add(jsonb, jsonb)"])
