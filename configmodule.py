@@ -13,6 +13,8 @@ ENV_PREFIX = "CANARY"
 ENV_ALIASES = {"DATABASE_URL": "SQLALCHEMY_DATABASE_URI", "MAX_CONTENT_LENGTH": "MAX_CONTENT_LENGTH",
                "MAX_BATCH_CONTENT_LENGTH": "MAX_BATCH_CONTENT_LENGTH", "MAX_BATCH": "MAX_BATCH"}
 
+VALUE_LIMITS = (-2**31, 2**31 - 1)  # the readings table's INTEGER value column on PostgreSQL
+
 
 class Config:
     """Production settings: the default when no settings variable is set."""
@@ -36,6 +38,10 @@ class Config:
     TOKEN_CACHE_SECONDS = 2.0
     SQLITE_BUSY_TIMEOUT_MS = 30_000
     STREAM_CHUNK_ROWS = 1000
+    # A reading's value, inclusive: integers, in whatever unit the devices use (tenths of a degree from
+    # -400 to 600, say). The rollups hold any integers, so a wider range needs nothing else.
+    VALUE_MIN = 0
+    VALUE_MAX = 100
     # Build the rollups of readings stored before them in a background thread of each process.
     ROLLUP_BUILDER = True
 
@@ -80,6 +86,9 @@ def load_settings(config):
             if not (isinstance(default, float) and isinstance(config[name], int)):
                 raise ValueError(f"{ENV_PREFIX}_{name} must be {type(default).__name__}, like its default "
                                  f"{default!r}, not {config[name]!r}")
+    if not VALUE_LIMITS[0] <= config["VALUE_MIN"] <= config["VALUE_MAX"] <= VALUE_LIMITS[1]:
+        raise ValueError(f"{ENV_PREFIX}_VALUE_MIN and {ENV_PREFIX}_VALUE_MAX must make a range within "
+                         f"{VALUE_LIMITS[0]} to {VALUE_LIMITS[1]}, not {config['VALUE_MIN']} to {config['VALUE_MAX']}")
     return config
 
 

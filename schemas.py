@@ -14,7 +14,10 @@ READING_TYPES = ("temperature", "humidity")
 DEVICE_UUID_PATTERN = (r"\A(?:[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}|\.[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,62}"
                        r"|\.\.[A-Za-z0-9_.:-]{1,62})\Z")
 MAX_EPOCH_SECONDS = 2**63 - 1  # the largest value a 64-bit INTEGER/BIGINT column holds
-VALUE_RANGE = (0, 100)  # a reading's value, inclusive
+# A reading's value, inclusive, unless the VALUE_MIN and VALUE_MAX settings say otherwise.
+DEFAULT_VALUE_RANGE = (0, 100)
+# Marks the fields that hold a reading's value, so the OpenAPI document states the app's own range.
+READING_VALUE = {"x-reading-value": True}
 
 _device_uuid = validate.Regexp(
     DEVICE_UUID_PATTERN,
@@ -100,9 +103,8 @@ class ReadingSchema(Schema):
     """A reading posted for the device named in the URL."""
 
     type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
-    value = fields.Integer(
-        strict=True, required=True, validate=validate.Range(*VALUE_RANGE), error_messages=_integer_error
-    )
+    value = fields.Integer(strict=True, required=True, validate=validate.Range(*DEFAULT_VALUE_RANGE),
+                           error_messages=_integer_error, metadata=READING_VALUE)
     date_created = fields.Integer(
         strict=True, load_default=now_epoch_seconds, validate=_epoch_seconds, error_messages=_integer_error
     )
@@ -112,6 +114,18 @@ class DeviceReadingSchema(ReadingSchema):
     """A reading that names its own device, as gateways post them."""
 
     device_uuid = fields.String(required=True, validate=_device_uuid)
+
+
+@functools.cache
+def reading_schemas(value_min, value_max):
+    """Return a ReadingSchema and a DeviceReadingSchema whose values must lie from value_min to value_max."""
+
+    def value():
+        return fields.Integer(strict=True, required=True, validate=validate.Range(value_min, value_max),
+                              error_messages=_integer_error, metadata=READING_VALUE)
+
+    return (type("ReadingSchema", (ReadingSchema,), {"value": value()})(),
+            type("DeviceReadingSchema", (DeviceReadingSchema,), {"value": value()})())
 
 
 class ReadingFilterSchema(Schema):
@@ -186,31 +200,31 @@ class StoredReadingSchema(Schema):
 
     device_uuid = fields.String(required=True, validate=_device_uuid)
     type = fields.String(required=True, validate=validate.OneOf(READING_TYPES))
-    value = fields.Integer(required=True, validate=validate.Range(0, 100))
+    value = fields.Integer(required=True, metadata=READING_VALUE)
     date_created = fields.Integer(required=True, validate=_epoch_seconds)
 
 
 class StatisticReadingSchema(StoredReadingSchema):
     """The reading min, max and median return; a median of an even count may end in .5."""
 
-    value = fields.Float(required=True, validate=validate.Range(0, 100))
+    value = fields.Float(required=True, metadata=READING_VALUE)
 
 
 class StatisticValueSchema(Schema):
     """The mean (a whole number or a float) or the mode (a whole number)."""
 
-    value = fields.Float(required=True, validate=validate.Range(0, 100))
+    value = fields.Float(required=True, metadata=READING_VALUE)
 
 
 class QuartilesSchema(Schema):
     """The first and third quartiles by Tukey's hinges."""
 
-    quartile_1 = fields.Float(required=True, validate=validate.Range(0, 100))
-    quartile_3 = fields.Float(required=True, validate=validate.Range(0, 100))
+    quartile_1 = fields.Float(required=True, metadata=READING_VALUE)
+    quartile_3 = fields.Float(required=True, metadata=READING_VALUE)
 
 
 def _statistic(**kwargs):
-    return fields.Float(required=True, validate=validate.Range(0, 100), **kwargs)
+    return fields.Float(required=True, metadata={**READING_VALUE, **kwargs.pop("metadata", {})}, **kwargs)
 
 
 class BucketSchema(Schema):

@@ -203,7 +203,8 @@ def test_canary_auth_overrides_every_setting(clean_env, monkeypatch, setting, mo
 
 NEW_VALUES = {"DATABASE_FILE": "other.db", "MAX_CONTENT_LENGTH": 2048, "MAX_BATCH_CONTENT_LENGTH": 4096,
               "MAX_BATCH": 7, "ROLE": "query", "AUTH": "open", "TOKEN_CACHE_SECONDS": 0.5,
-              "SQLITE_BUSY_TIMEOUT_MS": 1234, "STREAM_CHUNK_ROWS": 10, "ROLLUP_BUILDER": False}
+              "SQLITE_BUSY_TIMEOUT_MS": 1234, "STREAM_CHUNK_ROWS": 10, "ROLLUP_BUILDER": False,
+              "VALUE_MIN": -400, "VALUE_MAX": 600}
 
 
 @pytest.mark.parametrize("name", [name for name in dir(Config) if name.isupper()])
@@ -237,6 +238,14 @@ def test_prefixed_name_wins_over_the_unprefixed_one(clean_env, monkeypatch):
 def test_setting_of_the_wrong_type_refuses_to_start(clean_env, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name.removeprefix("CANARY_")):
+        create_app()
+
+
+@pytest.mark.parametrize("value_min, value_max", [(1, 0), (0, 2**31), (-2**31 - 1, 0), (101, 100)])
+def test_value_range_that_is_empty_or_past_the_column_refuses_to_start(clean_env, monkeypatch, value_min, value_max):
+    monkeypatch.setenv("CANARY_VALUE_MIN", str(value_min))
+    monkeypatch.setenv("CANARY_VALUE_MAX", str(value_max))
+    with pytest.raises(ValueError, match="CANARY_VALUE_MIN and CANARY_VALUE_MAX"):
         create_app()
 
 

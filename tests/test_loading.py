@@ -8,20 +8,18 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from canary.ingest.loading import (
-    DEVICE_BATCH,
-    GATEWAY_BATCH,
-    ValidDeviceReading,
-    ValidReading,
-    is_valid,
-    load_valid_reading,
-)
-from schemas import MAX_EPOCH_SECONDS, READING_TYPES, DeviceReadingSchema, ReadingSchema
+from canary.ingest.loading import checkers, is_valid, load_valid_reading
+from schemas import MAX_EPOCH_SECONDS, READING_TYPES
+
+# The default range, and tenths of a degree from -40.0 to 60.0 (the VALUE_MIN and VALUE_MAX settings)
+RANGES = pytest.mark.parametrize("checked", [checkers(), checkers(-400, 600)], ids=["0..100", "-400..600"])
 
 KEYS = st.sampled_from(["type", "value", "date_created", "Type", "device_uuid", "extra"])
 VALUES = st.one_of(
     st.sampled_from(READING_TYPES),
     st.integers(-3, 103),
+    st.integers(-403, -397),
+    st.integers(597, 603),
     st.integers(MAX_EPOCH_SECONDS - 2, MAX_EPOCH_SECONDS + 2),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.booleans(),
@@ -38,27 +36,27 @@ def object_text(pairs):
     return "{" + ",".join(f"{json.dumps(key)}:{json.dumps(value)}" for key, value in pairs) + "}"
 
 
-def schema_result(body):
-    """Return what json plus ReadingSchema make of a body: the reading, or None if they refuse it."""
+def schema_result(checked, body):
+    """Return what json plus the ReadingSchema make of a body: the reading, or None if they refuse it."""
     try:
-        return ReadingSchema().load(json.loads(body))
+        return checked.reading_schema.load(json.loads(body))
     except (ValueError, ValidationError):
         return None
 
 
-def fast_result(body):
+def fast_result(checked, body):
     """Return what msgspec makes of a body with the ValidReading type: the struct, or None if it refuses it."""
     try:
-        return msgspec.json.decode(body, type=ValidReading)
+        return checked.decode_reading(body)
     except (msgspec.MsgspecError, ValueError):
         return None
 
 
-def assert_fast_path_agrees(body):
-    fast = fast_result(body)
+def assert_fast_path_agrees(checked, body):
+    fast = fast_result(checked, body)
     if fast is None:
         return  # the schema decides, and explains
-    schema = schema_result(body)
+    schema = schema_result(checked, body)
     assert schema is not None, f"msgspec accepted what the schema refuses: {body!r}"
     assert (fast.type, fast.value) == (schema["type"], schema["value"])
     if fast.date_created is msgspec.UNSET:
@@ -73,14 +71,17 @@ def assert_fast_path_agrees(body):
 @example([("type", "humidity"), ("value", 500), ("value", 5)])
 @example([("type", "humidity"), ("value", 5), ("value", True)])
 @example([("type", "humidity"), ("value", 5), ("date_created", None)])
-def test_fast_path_accepts_only_what_the_schema_accepts(pairs):
-    assert_fast_path_agrees(object_text(pairs).encode())
+@RANGES
+def test_fast_path_accepts_only_what_the_schema_accepts(checked, pairs):
+    assert_fast_path_agrees(checked, object_text(pairs).encode())
 
 
-@given(st.sampled_from(READING_TYPES), st.integers(0, 100), st.integers(0, MAX_EPOCH_SECONDS))
-def test_fast_path_accepts_every_valid_reading(reading_type, value, date):
+@RANGES
+@given(st.sampled_from(READING_TYPES), st.data(), st.integers(0, MAX_EPOCH_SECONDS))
+def test_fast_path_accepts_every_valid_reading(checked, reading_type, data, date):
+    value = data.draw(st.integers(checked.value_min, checked.value_max))
     body = json.dumps({"type": reading_type, "value": value, "date_created": date}).encode()
-    assert fast_result(body) == ValidReading(reading_type, value, date)
+    assert fast_result(checked, body) == checked.valid_reading(reading_type, value, date)
 
 
 TEXTS = {
@@ -103,9 +104,10 @@ TEXTS = {
 }
 
 
+@RANGES
 @pytest.mark.parametrize("body", TEXTS.values(), ids=TEXTS)
-def test_fast_path_agrees_on_edge_texts(body):
-    assert_fast_path_agrees(body)
+def test_fast_path_agrees_on_edge_texts(checked, body):
+    assert_fast_path_agrees(checked, body)
 
 
 @pytest.mark.parametrize("body, expected", [
@@ -136,10 +138,12 @@ DEVICE_IDS = st.one_of(st.sampled_from([".", "..", "...", "a", ".a", "x" * 64, "
 @given(st.lists(st.lists(st.tuples(KEYS, VALUES | DEVICE_IDS), max_size=5), min_size=1, max_size=3))
 @example([[("type", "humidity"), ("value", 5), ("device_uuid", ".")]])
 @example([[("type", "humidity"), ("value", 5), ("device_uuid", "...")]])
-def test_batch_fast_paths_accept_only_what_the_schemas_accept(items):
+@RANGES
+def test_batch_fast_paths_accept_only_what_the_schemas_accept(checked, items):
     body = ("[" + ",".join(object_text(pairs) for pairs in items) + "]").encode()
-    for decode, schema, valid_type in ((DEVICE_BATCH, ReadingSchema(), ValidReading),
-                                       (GATEWAY_BATCH, DeviceReadingSchema(), ValidDeviceReading)):
+    for decode, schema, valid_type in (
+            (checked.decode_device_batch, checked.reading_schema, checked.valid_reading),
+            (checked.decode_gateway_batch, checked.device_reading_schema, checked.valid_device_reading)):
         parsed = json.loads(body)
         schema_verdicts = []
         for item in parsed:

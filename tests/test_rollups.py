@@ -6,6 +6,7 @@ import zoneinfo
 
 import pytest
 import sqlalchemy as sa
+from assertions import assert_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -307,3 +308,19 @@ def wait_until(condition, timeout=30.0):
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
 
+
+def test_a_wider_value_range_is_checked_and_rolled_up_exactly(make_app, answers):
+    application = make_app(VALUE_MIN=-400, VALUE_MAX=600)  # tenths of a degree from -40.0 to 60.0
+    client = application.test_client()
+    rng = random.Random(10)
+    post_all(client, [{"device_uuid": rng.choice(DEVICES), "type": "temperature", "value": rng.randint(-400, 600),
+                       "date_created": START + rng.randrange(SPAN)} for _ in range(900)])
+    assert serving(application, "dev-a", "temperature")
+    ask_everything(client, answers, "dev-a", "temperature", START + 77, SPAN - 1000, "Asia/Kolkata", "1d")
+    for value in (-401, 601):
+        refused = assert_error(client.post("/devices/dev-a/readings/", json={"type": "temperature", "value": value}),
+                               422)
+        assert refused["errors"] == {"value": ["Must be greater than or equal to -400 and less than or equal to 600."]}
+    document = client.get("/openapi.json").get_json()
+    assert document["components"]["schemas"]["Reading"]["properties"]["value"] == {
+        "type": "integer", "minimum": -400, "maximum": 600}

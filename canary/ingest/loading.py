@@ -4,6 +4,7 @@ Whatever msgspec refuses goes the schemas' way, which give the API's error messa
 only ever decides what is valid, never what an error says (tests/test_loading.py checks that it
 never accepts what a schema refuses).
 """
+import functools
 from typing import Annotated, Literal
 
 import msgspec
@@ -11,28 +12,54 @@ from flask import abort, current_app
 from marshmallow import ValidationError
 
 from canary.web.requests import request_body
-from schemas import DEVICE_UUID_PATTERN, MAX_EPOCH_SECONDS, READING_TYPES, VALUE_RANGE, now_epoch_seconds
+from schemas import (
+    DEFAULT_VALUE_RANGE,
+    DEVICE_UUID_PATTERN,
+    MAX_EPOCH_SECONDS,
+    READING_TYPES,
+    now_epoch_seconds,
+    reading_schemas,
+)
 
 LISTED_INVALID_READINGS = 100  # a refused batch's 422 names this many bad readings at most
 
 
-class ValidReading(msgspec.Struct, forbid_unknown_fields=True):
-    """A single reading exactly as schemas.ReadingSchema accepts it, for msgspec to decode and check in C."""
+class ReadingCheckers:
+    """How readings whose values lie from value_min to value_max are checked: by msgspec, then marshmallow."""
 
-    type: Literal[READING_TYPES]
-    value: Annotated[int, msgspec.Meta(ge=VALUE_RANGE[0], le=VALUE_RANGE[1])]
-    date_created: Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_SECONDS)] | msgspec.UnsetType = msgspec.UNSET
+    def __init__(self, value_min, value_max):
+        self.value_min, self.value_max = value_min, value_max
+        in_range = Annotated[int, msgspec.Meta(ge=value_min, le=value_max)]
+
+        class ValidReading(msgspec.Struct, forbid_unknown_fields=True):
+            """A single reading exactly as the ReadingSchema accepts it, for msgspec to decode and check in C."""
+
+            type: Literal[READING_TYPES]
+            value: in_range
+            date_created: Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_SECONDS)] | msgspec.UnsetType = msgspec.UNSET
+
+        class ValidDeviceReading(ValidReading, forbid_unknown_fields=True, kw_only=True):
+            """A reading of a gateway batch exactly as the DeviceReadingSchema accepts it."""
+
+            device_uuid: Annotated[str, msgspec.Meta(pattern=DEVICE_UUID_PATTERN)]
+
+        self.valid_reading, self.valid_device_reading = ValidReading, ValidDeviceReading
+        self.decode_reading = msgspec.json.Decoder(ValidReading).decode
+        self.decode_device_batch = msgspec.json.Decoder(list[ValidReading]).decode
+        self.decode_gateway_batch = msgspec.json.Decoder(list[ValidDeviceReading]).decode
+        self.reading_schema, self.device_reading_schema = reading_schemas(value_min, value_max)
 
 
-class ValidDeviceReading(ValidReading, forbid_unknown_fields=True, kw_only=True):
-    """A reading of a gateway batch exactly as schemas.DeviceReadingSchema accepts it."""
+@functools.cache
+def checkers(value_min=DEFAULT_VALUE_RANGE[0], value_max=DEFAULT_VALUE_RANGE[1]):
+    """Return the ReadingCheckers of a value range, made once."""
+    return ReadingCheckers(value_min, value_max)
 
-    device_uuid: Annotated[str, msgspec.Meta(pattern=DEVICE_UUID_PATTERN)]
 
-
-_decode_valid_reading = msgspec.json.Decoder(ValidReading).decode
-DEVICE_BATCH = msgspec.json.Decoder(list[ValidReading]).decode
-GATEWAY_BATCH = msgspec.json.Decoder(list[ValidDeviceReading]).decode
+def app_checkers():
+    """Return the ReadingCheckers of the app's VALUE_MIN and VALUE_MAX settings."""
+    config = current_app.config
+    return checkers(config["VALUE_MIN"], config["VALUE_MAX"])
 
 
 def load_valid_reading():
@@ -42,7 +69,7 @@ def load_valid_reading():
     30 µs faster than json plus marshmallow.
     """
     try:
-        reading = _decode_valid_reading(request_body())
+        reading = app_checkers().decode_reading(request_body())
     except (msgspec.MsgspecError, ValueError):  # ValueError: e.g. bytes that are not UTF-8
         return None
     date_created = now_epoch_seconds() if reading.date_created is msgspec.UNSET else reading.date_created

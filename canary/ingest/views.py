@@ -4,15 +4,7 @@ from marshmallow import ValidationError
 
 from canary.access.rules import DEVICE_WRITE, GATEWAY_WRITE, access
 from canary.access.tokens import check_batch_devices
-from canary.ingest.loading import (
-    DEVICE_BATCH,
-    GATEWAY_BATCH,
-    ValidDeviceReading,
-    ValidReading,
-    load_batch,
-    load_valid_batch,
-    load_valid_reading,
-)
+from canary.ingest.loading import app_checkers, load_batch, load_valid_batch, load_valid_reading
 from canary.ingest.store import insert_reading, insert_readings
 from canary.openapi.describe import WRITE_ERRORS, batch_of, documented
 from canary.web.json import encode
@@ -22,10 +14,6 @@ from models import READING_KEYS
 from schemas import CountSchema, DeviceReadingSchema, ReadingSchema, StoredReadingSchema, load_device_uuid
 
 bp = Blueprint("ingest", __name__)
-
-_reading_schema = ReadingSchema()
-_gateway_reading_schema = DeviceReadingSchema()
-
 
 @bp.post("/devices/<device_uuid>/readings/", strict_slashes=False)
 @access(DEVICE_WRITE)
@@ -40,14 +28,15 @@ def create_device_readings(device_uuid):
     device_uuid = load_device_uuid(device_uuid)
     reading = load_valid_reading()
     if reading is None:
-        readings = load_valid_batch(DEVICE_BATCH, device_uuid)
+        checkers = app_checkers()
+        readings = load_valid_batch(checkers.decode_device_batch, device_uuid)
         if readings is None:
             body = parse_json_body(required=True)
             if not isinstance(body, list):
-                reading = _reading_schema.load(body)
+                reading = checkers.reading_schema.load(body)
             else:
                 readings = [{**reading, "device_uuid": device_uuid}
-                            for reading in load_batch(_reading_schema, ValidReading, body)]
+                            for reading in load_batch(checkers.reading_schema, checkers.valid_reading, body)]
         if readings is not None:
             insert_readings(readings)
             return {"count": len(readings)}, 201
@@ -71,12 +60,13 @@ def reading_created(reading):
 def create_readings():
     """Store a batch of readings for many devices in one transaction."""
     request.max_content_length = current_app.config["MAX_BATCH_CONTENT_LENGTH"]
-    readings = load_valid_batch(GATEWAY_BATCH)
+    checkers = app_checkers()
+    readings = load_valid_batch(checkers.decode_gateway_batch)
     if readings is None:
         body = parse_json_body(required=True)
         if not isinstance(body, list):
             raise ValidationError({"_schema": ["The request body must be a JSON array of readings."]})
-        readings = load_batch(_gateway_reading_schema, ValidDeviceReading, body)
+        readings = load_batch(checkers.device_reading_schema, checkers.valid_device_reading, body)
     check_batch_devices(readings)
     insert_readings(readings)
     return {"count": len(readings)}, 201

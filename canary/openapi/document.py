@@ -8,7 +8,7 @@ import metrics
 from canary.access.rules import PUBLIC, rule_of
 from canary.openapi import fields
 from canary.openapi.describe import FILTERS_BODY, operation_of
-from schemas import DeviceReadingSchema, ErrorSchema
+from schemas import READING_VALUE, DeviceReadingSchema, ErrorSchema
 
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}  # Flask answers these for every route by itself
 
@@ -74,7 +74,20 @@ def build_document(app):
                       operations={method.lower(): _operation(app, marshmallow, rule, view, operation)},
                       parameters=[{"in": "path", "name": name, "required": True,
                                    **_path_parameter(marshmallow, operation, name)} for name in sorted(rule.arguments)])
-    return spec.to_dict()
+    return _state_value_range(spec.to_dict(), app.config)
+
+
+def _state_value_range(node, config):
+    """Give every reading value's schema the app's range (VALUE_MIN, VALUE_MAX) in place of its marker."""
+    if isinstance(node, dict):
+        if node.pop(next(iter(READING_VALUE)), False):
+            node.update(minimum=config["VALUE_MIN"], maximum=config["VALUE_MAX"])
+        for child in node.values():
+            _state_value_range(child, config)
+    elif isinstance(node, list):
+        for child in node:
+            _state_value_range(child, config)
+    return node
 
 
 def _path_parameter(marshmallow, operation, name):
