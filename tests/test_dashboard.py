@@ -20,6 +20,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.production]
 HOUR, DAY = 3600, 86_400
 NOW = int(time.time())
 LIVING_ROOM_GAP = (NOW - 3 * DAY - 12 * HOUR, NOW - 3 * DAY)  # no readings: the chart must show a gap
+LONG_ID = "36e7e2a4-0f0f-4c4c-9a9a-1b2b3c4d5e6f"  # a canonical UUID: too wide for a phone on one line
+# Whether every piece of each element's text between line-break opportunities lies on one line.
+WHOLE_WORDS = """nodes => nodes.every(node => [...node.querySelectorAll('*'), node].flatMap(part =>
+    [...part.childNodes].filter(child => child.nodeType === Node.TEXT_NODE)).every(text => {
+      const range = document.createRange();
+      range.selectNodeContents(text);
+      return range.getClientRects().length <= 1;
+    }))"""
 
 
 def seeded_readings():
@@ -38,6 +46,7 @@ def seeded_readings():
     readings += [("cellar", "temperature", rng.randint(8, 14), NOW - 2 * 365 * DAY + index * HOUR)
                  for index in range(50)]
     readings += [("bathroom", "humidity", rng.randint(40, 95), NOW - index * 2000) for index in range(200)]
+    readings += [(LONG_ID, "humidity", rng.randint(30, 60), NOW - index * 3000) for index in range(90)]
     return [{"device_uuid": device, "type": kind, "value": min(max(value, 0), 100), "date_created": date}
             for device, kind, value, date in readings]
 
@@ -75,10 +84,12 @@ def summary_values(device):
 
 
 def assert_fleet_matches_api(watched):
-    """Assert the table lists the API's summary for the page's type and range, row for row in its order."""
+    """Assert the table lists the API's summary for the page's type, range, order and page, row for row."""
     data = watched.page.locator("#fleet-data")
-    summary = api_get(watched.port, "/devices/summary/", type=data.get_attribute("data-type"),
-                      start=data.get_attribute("data-start"), end=data.get_attribute("data-end"))
+    expect(watched.page.locator("#state")).to_have_attribute("data-state", "ready")
+    parameters = {name: data.get_attribute(f"data-{name}") for name in ("type", "start", "end", "sort", "order",
+                                                                         "offset", "limit")}
+    summary = api_get(watched.port, "/devices/summary/", **{key: value for key, value in parameters.items() if value})
     rows = table_rows(watched.page)
     assert [row["device"] for row in rows] == [device["device_uuid"] for device in summary]
     assert [row["values"] for row in rows] == [summary_values(device) for device in summary]
@@ -100,14 +111,18 @@ def test_fleet_table_lists_the_apis_devices_in_its_order(watched):
 @pytest.mark.parametrize("key", ["mean_reading_value", "device_uuid", "quartile_1_value", "number_of_readings"])
 def test_fleet_table_sorts_by_a_clicked_column_and_back(watched, key):
     open_view(watched, "/dashboard/?range=all")
-    summary = assert_fleet_matches_api(watched)
+    default = assert_fleet_matches_api(watched)
     header = watched.page.locator(f"#fleet-table th[data-key='{key}'] button")
-    for order in ("ascending", "descending", None):
+    data = watched.page.locator("#fleet-data")
+    for order in ("asc", "desc", ""):
         header.click()
-        expected = summary if order is None else sorted(summary, key=lambda device: device[key],
-                                                        reverse=order == "descending")
-        assert [row["device"] for row in table_rows(watched.page)] == [device["device_uuid"] for device in expected]
-        assert watched.page.locator("#fleet-table thead th[aria-sort]").count() == (order is not None)
+        expect(data).to_have_attribute("data-order", order)  # the API sorts, then the table shows its answer
+        shown = assert_fleet_matches_api(watched)
+        if order:
+            assert [row[key] for row in shown] == sorted((row[key] for row in shown), reverse=order == "desc")
+        else:
+            assert shown == default
+        assert watched.page.locator("#fleet-table thead th[aria-sort]").count() == bool(order)
     watched.assert_clean()
 
 
@@ -123,16 +138,43 @@ def test_fleet_type_and_range_switches_update_the_table(watched):
     watched.assert_clean()
 
 
-def test_fleet_shows_the_busiest_devices_then_all_on_request(watched):
-    open_view(watched, "/dashboard/?range=all&limit=2")
-    page = watched.page
+def test_fleet_pages_through_the_devices_a_page_at_a_time(watched):
+    open_view(watched, "/dashboard/?range=all&per_page=2")
+    page, data = watched.page, watched.page.locator("#fleet-data")
     summary = api_get(watched.port, "/devices/summary/", type="temperature")
-    assert [row["device"] for row in table_rows(page)] == [device["device_uuid"] for device in summary[:2]]
-    expect(page.locator("#fleet-more")).to_be_visible()
-    page.click("#show-all")
-    expect(page.locator("#fleet-more")).to_be_hidden()
-    expect(page.locator("#fleet-table tbody tr")).to_have_count(len(summary))
-    assert_fleet_matches_api(watched)
+    shown = []
+    for offset in (0, 2, 4):
+        expect(data).to_have_attribute("data-offset", str(offset))
+        shown += assert_fleet_matches_api(watched)
+        assert page.locator("#page-previous").is_disabled() == (offset == 0)
+        if offset < 4:
+            page.click("#page-next")
+    assert page.locator("#page-next").is_disabled() and shown == summary  # every device, once, in order
+    expect(page.locator("#page-text")).to_have_text(f"Devices 5–5 of {len(summary)}")
+    assert "page=3" in page.url and "per_page=2" in page.url
+    page.click("#page-previous")
+    expect(data).to_have_attribute("data-offset", "2")
+    watched.assert_clean()
+
+
+def test_views_at_phone_width_fit_and_break_device_ids_only_between_words(watched):
+    watched.page.set_viewport_size({"width": 390, "height": 844})
+    open_view(watched, "/dashboard/?range=all&type=humidity")
+    page = watched.page
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the page itself does not overflow
+    cells = page.locator("#fleet-table tbody th")
+    assert cells.count() == 3 and page.eval_on_selector_all("#fleet-table tbody th", WHOLE_WORDS)
+    heights = page.eval_on_selector_all("#fleet-table tbody th", "cells => cells.map(cell => cell.clientHeight)")
+    assert max(heights) > min(heights)  # the UUID wraps, at its hyphens
+    page.locator(".table-scroll").evaluate("node => { node.scrollLeft = node.scrollWidth; }")
+    last = page.locator("#fleet-table thead th").last.bounding_box()
+    assert 0 <= last["x"] and last["x"] + last["width"] <= 390  # the last column scrolls into view, whole
+    watched.screenshot("fleet-phone", window=True)
+    open_view(watched, f"/dashboard/devices/{LONG_ID}/?range=week&type=humidity")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.eval_on_selector_all("h1 .device-name", WHOLE_WORDS)
+    assert page.locator("h1 .device-name").bounding_box()["height"] > 40  # on more than one line
+    watched.screenshot("device-phone", window=True)
     watched.assert_clean()
 
 

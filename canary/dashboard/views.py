@@ -2,7 +2,10 @@
 reads every figure from the API, sending a read token when the server runs in tokens mode, so serving it
 reveals nothing about any device.
 """
+import re
+
 from flask import Blueprint, current_app, render_template
+from markupsafe import Markup, escape
 
 from canary.access.rules import PUBLIC, access
 from canary.openapi.describe import documented
@@ -21,6 +24,12 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
 def _page_headers(response):
     """Confine the page to this origin, in no frame."""
     return confine_page(response, CONTENT_SECURITY_POLICY)
+
+
+@bp.app_template_filter("breakable")
+def breakable(text):
+    """Return text as HTML that may wrap after each '-', '_', '.' and ':', so a long device id breaks between words."""
+    return Markup(re.sub(r"([-_.:])", r"\1<wbr>", str(escape(text))))
 
 
 def _render(template, **context):

@@ -25,6 +25,15 @@ export function chooseInterval(start, end) {
   return {seconds: weeks * WEEK, label: `${weeks}w`, name: `${weeks} weeks`};
 }
 
+/**
+ * The narrowest width at least `factor` times as wide as an interval, or null if there is none: for a series
+ * whose buckets hold too few readings to show a band from their lowest to their highest.
+ */
+export function widerInterval(interval, factor) {
+  const found = INTERVALS.find(([seconds]) => seconds >= interval.seconds * factor);
+  return found ? {seconds: found[0], label: found[1], name: found[2]} : null;
+}
+
 /** The width of a bucket in words: "1 hour", "3 hours". */
 export function intervalWidth(interval) {
   return /^[0-9]/.test(interval.name) ? interval.name : `1 ${interval.name}`;

@@ -5,11 +5,14 @@ import {
   TIME_ZONE, api, bindControls, failure, formatCount, formatTime, formatValue, onTokenChange, rangeBounds,
   rangeName, readSettings, setState, settingsQuery,
 } from "./common.js";
-import {chooseInterval, drawChart, intervalWidth} from "./chart.js";
+import {chooseInterval, drawChart, intervalWidth, widerInterval} from "./chart.js";
 
 const device = document.body.dataset.device;
 const readings = `/devices/${encodeURIComponent(device)}/readings/`;
 const METRICS = ["min", "max", "median", "mean", "mode", "quartiles"];
+// A bucket of fewer readings shows no band from its lowest to its highest: the chart widens its buckets
+// until the median bucket with readings holds at least this many.
+const READINGS_PER_BUCKET = 3;
 const view = document.getElementById("view");
 const chart = document.getElementById("chart");
 const content = document.getElementById("device-data");
@@ -25,7 +28,7 @@ async function load() {
   current?.abort();
   const controller = current = new AbortController();
   const bounds = rangeBounds(settings);
-  const interval = chooseInterval(bounds.start ?? 0, bounds.end ?? 0);
+  let interval = chooseInterval(bounds.start ?? 0, bounds.end ?? 0);
   history.replaceState(null, "", settingsQuery(settings));
   fleetLink.search = settingsQuery(settings);
   Object.assign(view.dataset, {type: settings.type, range: settings.range, start: bounds.start ?? "",
@@ -37,10 +40,20 @@ async function load() {
       known = null;
       throw error;
     });
-    const [exists, series] = await Promise.all([known, api(`${readings}series/`, {
-      type: settings.type, start: bounds.start, end: bounds.end, interval: interval.label, tz: TIME_ZONE,
-    }, controller.signal)]);
+    const seriesOf = (width) => api(`${readings}series/`, {
+      type: settings.type, start: bounds.start, end: bounds.end, interval: width.label, tz: TIME_ZONE,
+    }, controller.signal);
+    let [exists, series] = await Promise.all([known, seriesOf(interval)]);
     if (controller.signal.aborted) return;
+    const typical = medianCount(series.buckets);
+    const wider = typical && typical < READINGS_PER_BUCKET &&
+      widerInterval(interval, Math.ceil(READINGS_PER_BUCKET / typical));
+    if (wider) {
+      interval = wider;
+      view.dataset.interval = interval.label;
+      series = await seriesOf(interval);
+      if (controller.signal.aborted) return;
+    }
     if (!exists) {
       content.hidden = true;
       setState("unknown", `No device \u201c${device}\u201d has sent any readings. Check the id, or come back ` +
@@ -77,6 +90,12 @@ async function load() {
   } finally {
     if (controller === current) view.classList.remove("loading");
   }
+}
+
+/** The median count of the buckets that hold readings, or 0 when none does. */
+function medianCount(buckets) {
+  const counts = buckets.map((bucket) => bucket.count).filter((count) => count > 0).sort((a, b) => a - b);
+  return counts.length ? counts[Math.floor((counts.length - 1) / 2)] : 0;
 }
 
 function capitalized(text) {
