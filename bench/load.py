@@ -205,6 +205,20 @@ def timed_gets(port, path, count):
     return times
 
 
+def timed_get_body(port, path):
+    """GET a path once and return its body, failing on any status other than 200."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} answered {response.status}: {body[:200]!r}")
+        return body
+    finally:
+        connection.close()
+
+
 def stream_get(port, path, max_seconds=300):
     """GET a streamed JSON array; return (bytes received, objects counted, seconds, complete)."""
     connection = http.client.HTTPConnection(HOST, port, timeout=60)

@@ -17,6 +17,7 @@ class Row:
     measured: str
     target: str = ""
     ok: bool | None = None
+    figure: float | None = None  # the measured time, for rows that others are set against
 
 
 def note(message):
