@@ -159,11 +159,12 @@ def replace(connection, rows):
         set_={"hist": statement.excluded.hist, "total": statement.excluded.total}), rows)
 
 
+_VALUE_PATH = "'$.\"' || :value || '\"'"
 _ADD_COUNT = (
     "INSERT INTO rollups (type, level, bucket, device_uuid, hist, total) "
     "VALUES (:type, :level, :bucket, :device, json_object(:value, :count), :count) "
     "ON CONFLICT DO UPDATE SET total = total + excluded.total, "
-    "hist = json_set(hist, '$.\"' || :value || '\"', coalesce(json_extract(hist, '$.\"' || :value || '\"'), 0) + :count)")
+    f"hist = json_set(hist, {_VALUE_PATH}, coalesce(json_extract(hist, {_VALUE_PATH}), 0) + :count)")
 
 
 def add_batch(connection, readings):
