@@ -9,7 +9,6 @@ from canary.cli.tokens import bp as tokens_cli
 from canary.dashboard.views import bp as dashboard
 from canary.database import configure_engine
 from canary.ingest.views import bp as ingest
-from canary.openapi import document
 from canary.openapi.page import bp as openapi_page
 from canary.readings.views import bp as readings
 from canary.statistics import builder
@@ -49,7 +48,6 @@ def create_app(test_config=None):
     builder.init_app(app)
     tokens.init_app(app)
     register_error_handlers(app)
-    document.init_app(app)
     return app
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from canary.openapi.document import document_of
 from configmodule import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,6 @@ def test_readme_settings_table_names_every_setting(name):
 
 
 def test_readme_route_table_names_every_documented_route(app):
-    for path in app.extensions["openapi"]["paths"]:
+    for path in document_of(app)["paths"]:
         flask_path = re.sub(r"{(\w+)}", r"<\1>", path)
         assert f"`{flask_path}`" in README or f" {flask_path}`" in README, path

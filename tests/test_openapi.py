@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 
 from canary.access.rules import PUBLIC, rule_of
 from canary.openapi import page as docs_page
-from canary.openapi.document import openapi_path
+from canary.openapi.document import document_of, openapi_path
 from canary.openapi.fields import interval_text_pattern
 from canary.readings import views as readings_views
 from schemas import MAX_EPOCH_SECONDS, SeriesQuerySchema, zone_names
@@ -73,7 +73,7 @@ def test_document_describes_every_route_and_method(app, document):
 def test_route_without_description_is_left_out_of_the_document(make_app, monkeypatch):
     monkeypatch.delattr(readings_views.health, "openapi_operation")
     app = make_app()
-    assert ("/health", "GET") not in documented_operations(app.extensions["openapi"])
+    assert ("/health", "GET") not in documented_operations(document_of(app))
     assert ("/health", "GET") in served_operations(app)
 
 
@@ -91,7 +91,7 @@ def test_access_rule_gives_security_and_token_errors(app, document):
 
 @pytest.mark.parametrize("auth, security", [("open", [{"bearerAuth": []}, {}]), ("tokens", [{"bearerAuth": []}])])
 def test_token_requirement_follows_auth_setting(make_app, auth, security):
-    document = make_app(AUTH=auth).extensions["openapi"]
+    document = document_of(make_app(AUTH=auth))
     assert document["paths"]["/readings/"]["post"]["security"] == security
 
 
@@ -114,7 +114,7 @@ def test_every_error_response_has_the_error_shape(document):
 
 @pytest.mark.parametrize("max_batch", [1, 50, 10_000])
 def test_batch_max_items_is_max_batch(make_app, max_batch):
-    paths = make_app(MAX_BATCH=max_batch).extensions["openapi"]["paths"]
+    paths = document_of(make_app(MAX_BATCH=max_batch))["paths"]
     device_body = paths["/devices/{device_uuid}/readings/"]["post"]["requestBody"]["content"]["application/json"]
     gateway_body = paths["/readings/"]["post"]["requestBody"]["content"]["application/json"]
     assert device_body["schema"]["oneOf"][1]["maxItems"] == max_batch

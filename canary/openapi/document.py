@@ -135,6 +135,9 @@ PATH_PARAMETERS = {
 }
 
 
-def init_app(app):
-    """Build the document once the app's routes are all registered."""
-    app.extensions["openapi"] = build_document(app)
+def document_of(app):
+    """Return the app's OpenAPI document, built on first use (every route is registered by then) and kept."""
+    document = app.extensions.get("openapi")
+    if document is None:
+        document = app.extensions["openapi"] = build_document(app)
+    return document

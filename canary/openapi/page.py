@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, render_template_string, send_
 
 from canary.access.rules import PUBLIC, access
 from canary.openapi.describe import documented
+from canary.openapi.document import document_of
 from canary.web.responses import confine_page
 
 bp = Blueprint("openapi", __name__)
@@ -42,7 +43,7 @@ DOCS_PAGE = """<!DOCTYPE html>
 @documented(database=False, responses={200: ("This document.", {"type": "object"})})
 def openapi_document():
     """Return the OpenAPI document of this API."""
-    return jsonify(current_app.extensions["openapi"])
+    return jsonify(document_of(current_app))
 
 
 @bp.get("/docs", strict_slashes=False)
