@@ -5,6 +5,7 @@ The suite runs under the testing settings, as after `source configure_testing.sh
 it touches no database; the fixtures below build apps on databases of their own.
 """
 import os
+import shutil
 import uuid
 from collections import Counter
 
@@ -60,10 +61,22 @@ def _with_search_path(url, schema):
     return f"{url}{separator}options=-csearch_path%3D{schema}"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):
+    """A SQLite file migrated to the latest revision once, for each test to start from a copy of."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    application = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "AUTH": "open"})
+    with application.app_context():
+        application.extensions["canary_schema"].ensure()
+        db.engine.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def database_uri(request, tmp_path):
-    """A database URI of its own for this test, on each backend."""
+    """A database URI of its own for this test, on each backend; a SQLite one is already migrated."""
     if request.param == "sqlite":
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), tmp_path / "test.db")
         return f"sqlite:///{tmp_path}/test.db"
     return request.getfixturevalue("postgres_database_uri")
 

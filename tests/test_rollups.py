@@ -286,12 +286,18 @@ def test_rollups_cli_shows_the_state_and_rebuilds(rollup_app, answers):
 def test_builder_thread_arms_lost_triggers_and_rebuilds(make_app, answers):
     application = make_app(ROLLUP_BUILDER=True)
     client = application.test_client()
-    post_all(client, readings(8, 300))  # the first request starts the builder
+    post_all(client, readings(8, 300))
+    started = application.extensions["canary_rollups_builder"]  # the first request started it
+    assert started.is_alive()
+    started.stopping.set()
+    started.join()
     with application.app_context(), db.engine.begin() as connection:
         for statement in triggers.drop_statements(connection.dialect.name):
             connection.exec_driver_sql(statement)
     insert_directly(application, readings(9, 300))
-    builder_thread = application.extensions["canary_rollups_builder"]
+    with application.app_context():
+        builder_thread = builder.Builder(db.engine, idle_seconds=0.05)
+    builder_thread.start()
     try:
         wait_until(lambda: serving(application, "dev-a", "humidity"))
         ask_everything(client, answers, "dev-a", "humidity", START, SPAN, "Asia/Kolkata", "1d")
