@@ -162,6 +162,24 @@ def write_transaction(engine):
             yield connection
 
 
+def stream_rows(connection, statement, parameters, chunk_rows):
+    """Yield the rows of a text statement a chunk at a time, as the driver gives them (plain tuples).
+
+    sqlite3's own cursor yields rows for a fraction of SQLAlchemy's per-row cost; PostgreSQL's rows
+    come from a server-side cursor, through SQLAlchemy.
+    """
+    if connection.dialect.name != "sqlite":
+        yield from connection.execution_options(yield_per=chunk_rows).execute(sa.text(statement), parameters)
+        return
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement, parameters)
+        while rows := cursor.fetchmany(chunk_rows):
+            yield from rows
+    finally:
+        cursor.close()
+
+
 def is_missing_table(error):
     """Tell whether a database error says that a table does not exist."""
     orig = getattr(error, "orig", None)

@@ -15,7 +15,7 @@ import msgspec
 import sqlalchemy as sa
 
 import metrics
-from canary.database import read_snapshot
+from canary.database import read_snapshot, stream_rows
 from canary.statistics import groupings, planner, rollups, windows
 from canary.statistics.planner import HOUR, Block, Raw
 from canary.web.json import encode
@@ -32,7 +32,9 @@ SUMMARY_NAMES = {  # a device's statistic -> its key in a summary row
 SORTS = ("device_uuid", *SUMMARY_NAMES.values())
 DEFAULT_SORT = "number_of_readings"
 STREAM_ROWS = 2000  # rows a stream fetches at a time: each piece's rows stream, never all at once
+ARMS_PER_QUERY = 400  # SQLite refuses a UNION of more than 500 SELECTs: a longer cover merges several queries
 _decode = msgspec.json.Decoder(dict[int, int]).decode
+_decode_values = msgspec.json.Decoder(list[int]).decode
 
 
 def summary_row(device_uuid, histogram):
@@ -126,9 +128,10 @@ def _span(connection, type, start, end):
 
 def _page_by_totals(connection, type, blocks, limit, offset):
     """Return a page of rows, most readings first, from whole buckets: the rollups' totals choose the devices."""
-    totals = sa.select(Rollup.device_uuid, sa.func.sum(Rollup.total).label("total")).where(
+    total = sa.func.sum(sa.cast(Rollup.total, sa.Integer))  # a bucket's count fits; PostgreSQL sums ints fast
+    totals = sa.select(Rollup.device_uuid, total.label("total")).where(
         Rollup.type == type, sa.tuple_(Rollup.level, Rollup.bucket).in_([(b.width, b.start) for b in blocks])
-    ).group_by(Rollup.device_uuid).having(sa.func.sum(Rollup.total) > 0)
+    ).group_by(Rollup.device_uuid).having(total > 0)
     page = connection.execute(totals.order_by(sa.desc("total"), Rollup.device_uuid).limit(limit).offset(offset)).all()
     devices = [device for device, _ in page]
     if not devices:
@@ -144,31 +147,79 @@ def _page_by_totals(connection, type, blocks, limit, offset):
 
 
 def _device_histograms(connection, type, cover):
-    """Yield (device, histogram) in device order, merging each signed piece's stream of per-device histograms."""
-    streams = []
+    """Yield (device, histogram) in device order: a query merges every signed piece's rows by device.
+
+    Each piece is one arm of a UNION ALL, its rows in device order (a bucket's histograms by the
+    rollups' key; a raw range's readings through the devices its hour's rollup names), and the
+    database merges the arms as it reads them (and heapq the queries, past ARMS_PER_QUERY arms), so
+    rows arrive device by device and nothing is held but one device's counts.
+    """
+    arms, parameters = [], {"type": type, "hour_width": HOUR}
     for sign, piece in cover:
-        if isinstance(piece, Block):
-            streams.append(_block_stream(connection, type, piece, sign))
+        for part in [piece] if isinstance(piece, Block) else _split_at_hours(piece):
+            number = len(arms)
+            if isinstance(part, Block):
+                arms.append(f"SELECT device_uuid, {sign} AS sign, CAST(hist AS TEXT) AS hist, NULL AS value_list "
+                            f"FROM rollups WHERE type = :type AND level = CAST(:width_{number} AS INTEGER) "
+                            f"AND bucket = CAST(:start_{number} AS BIGINT)")
+                parameters.update({f"width_{number}": part.width, f"start_{number}": part.start})
+            else:
+                arms.append(_raw_arm(connection, number, sign))
+                parameters.update({f"low_{number}": part.low, f"high_{number}": part.high,
+                                   f"hour_{number}": planner.bucket_start(part.low, HOUR, 0)})
+    if connection.dialect.name == "postgresql":
+        # Merging 100,000 devices' rows sorts them in memory rather than in temporary files.
+        connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+    streams = [stream_rows(connection, " UNION ALL ".join(f"SELECT * FROM ({arm}) AS arm_{n}" for n, arm in part)
+                           + " ORDER BY device_uuid", parameters, STREAM_ROWS)
+               for part in _batches(list(enumerate(arms)), ARMS_PER_QUERY)]
+    rows = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda row: row[0])
+    device, total = None, None
+    for row_device, sign, text, values in rows:
+        if row_device != device:
+            if device is not None:
+                yield device, _finished(device, total)
+            device, total = row_device, {}
+            if text is not None and sign == 1:  # usually the coarsest bucket: taken whole
+                total = _decode(text)
+                continue
+        if text is None:  # a raw range's values
+            for value in _decode_values(values):
+                total[value] = total.get(value, 0) + sign
+        elif sign == 1:
+            for value, count in _decode(text).items():
+                total[value] = total.get(value, 0) + count
         else:
-            for hour_piece in _split_at_hours(piece):
-                streams.append(_raw_stream(connection, type, hour_piece, sign))
-    for device, parts in itertools.groupby(heapq.merge(*streams, key=lambda part: part[0]), key=lambda part: part[0]):
-        total = {}
-        for _, sign, histogram in parts:
-            for value, count in histogram.items():
-                total[value] = total.get(value, 0) + sign * count
-        histogram = sorted((value, count) for value, count in total.items() if count)
-        if any(count < 0 for _, count in histogram):
-            raise rollups.InconsistentRollups(f"negative count for {device}")
-        yield device, histogram
+            for value, count in _decode(text).items():
+                total[value] = total.get(value, 0) - count
+    if device is not None:
+        yield device, _finished(device, total)
 
 
-def _block_stream(connection, type, block, sign):
-    rows = connection.execution_options(yield_per=STREAM_ROWS).execute(
-        sa.select(Rollup.device_uuid, sa.cast(Rollup.hist, sa.Text))
-        .where(Rollup.type == type, Rollup.level == block.width, Rollup.bucket == block.start)
-        .order_by(Rollup.device_uuid))
-    return ((device, sign, _decode(text)) for device, text in rows)
+def _batches(items, size):
+    """Return items in lists of at most size."""
+    return [items[first:first + size] for first in range(0, len(items), size)]
+
+
+def _finished(device, total):
+    """Return a device's merged counts as a histogram, [(value, count)] ascending, without the values at 0."""
+    histogram = sorted(item for item in total.items() if item[1])
+    if histogram and min(count for _, count in histogram) < 0:
+        raise rollups.InconsistentRollups(f"negative count for {device}")
+    return histogram
+
+
+def _raw_arm(connection, number, sign):
+    """Return the SELECT of one raw range's values, a JSON array a device, of the devices its hour's rollup names.
+
+    Grouped by device alone, in the order the rollups give the devices: counting by value in SQL would sort.
+    """
+    values = "json_group_array(r.value)" if connection.dialect.name == "sqlite" else "json_agg(r.value)"
+    return (f"SELECT u.device_uuid, {sign} AS sign, NULL AS hist, CAST({values} AS TEXT) AS value_list "
+            f"FROM rollups AS u JOIN readings AS r ON r.device_uuid = u.device_uuid AND r.type = u.type "
+            f"AND r.date_created BETWEEN CAST(:low_{number} AS BIGINT) AND CAST(:high_{number} AS BIGINT) "
+            f"WHERE u.type = :type AND u.level = CAST(:hour_width AS INTEGER) "
+            f"AND u.bucket = CAST(:hour_{number} AS BIGINT) AND r.value IS NOT NULL GROUP BY u.device_uuid")
 
 
 def _split_at_hours(raw):
@@ -179,16 +230,3 @@ def _split_at_hours(raw):
         pieces.append(Raw(low, high))
         low = high + 1
     return pieces
-
-
-def _raw_stream(connection, type, raw, sign):
-    """Yield (device, sign, histogram) of one raw range, for the devices the range's hourly rollup names."""
-    rows = connection.execution_options(yield_per=STREAM_ROWS).execute(sa.text(
-        "SELECT u.device_uuid, r.value, count(*) FROM rollups AS u JOIN readings AS r "
-        "ON r.device_uuid = u.device_uuid AND r.type = u.type AND r.date_created BETWEEN :low AND :high "
-        "WHERE u.type = :type AND u.level = :hour_width AND u.bucket = :hour AND r.value IS NOT NULL "
-        "GROUP BY u.device_uuid, r.value ORDER BY u.device_uuid"),
-        {"low": raw.low, "high": raw.high, "type": type, "hour_width": HOUR,
-         "hour": planner.bucket_start(raw.low, HOUR, 0)})
-    for device, pairs in itertools.groupby(rows, key=lambda row: row[0]):
-        yield device, sign, {value: count for _, value, count in pairs}
