@@ -44,6 +44,24 @@ class Config:
     VALUE_MAX = 100
     # Build the rollups of readings stored before them in a background thread of each process.
     ROLLUP_BUILDER = True
+    # Count requests, readings and refusals for GET /metrics (docs/operations.md).
+    METRICS = True
+    # One JSON line per request: "-" for stderr, a file's path, or "" for none.
+    REQUEST_LOG = "-"
+    # Requests a second, and bursts, that nginx lets through (python serve.py only; 0: no limit): per
+    # device on its write routes, per token on the write routes and on the read routes.
+    LIMIT_DEVICE_WRITES = 10
+    LIMIT_DEVICE_WRITES_BURST = 100
+    LIMIT_INGEST_TOKEN = 100
+    LIMIT_INGEST_TOKEN_BURST = 1000
+    LIMIT_READ_TOKEN = 20
+    LIMIT_READ_TOKEN_BURST = 200
+    # How long a POST's Idempotency-Key answers retries, and how long a request in flight holds it.
+    IDEMPOTENCY_RETENTION_SECONDS = 86_400
+    IDEMPOTENCY_LEASE_SECONDS = 30
+    # PEM files that make python serve.py answer HTTPS and HTTP/2 on its address; "" for plain HTTP.
+    TLS_CERTIFICATE = ""
+    TLS_KEY = ""
 
 
 class DevelopmentConfig(Config):
@@ -52,6 +70,8 @@ class DevelopmentConfig(Config):
     DEBUG = True
     DATABASE_FILE = "development_database.db"
     AUTH = "open"
+    REQUEST_LOG = ""  # the development server logs each request itself
+    LIMIT_DEVICE_WRITES = LIMIT_INGEST_TOKEN = LIMIT_READ_TOKEN = 0
 
 
 class TestingConfig(Config):
@@ -61,6 +81,8 @@ class TestingConfig(Config):
     DATABASE_FILE = "test_database.db"
     AUTH = "open"
     ROLLUP_BUILDER = False  # tests build the rollups in steps they choose; answers read raw meanwhile
+    REQUEST_LOG = ""
+    LIMIT_DEVICE_WRITES = LIMIT_INGEST_TOKEN = LIMIT_READ_TOKEN = 0  # tests that need limits set them
 
 
 def select_config(environ=os.environ):

@@ -44,6 +44,9 @@ READING_COLUMNS = (SensorData.date_created, SensorData.device_uuid, SensorData.t
 READING_KEYS = tuple(column.key for column in READING_COLUMNS)
 
 
+TOKEN_KINDS = "('device', 'ingest', 'read', 'metrics')"
+
+
 class Token(db.Model):
     """A bearer token, stored only as the SHA-256 digest of its text."""
 
@@ -59,7 +62,7 @@ class Token(db.Model):
     revoked_at: Mapped[int | None] = mapped_column(sa.BigInteger())
 
     __table_args__ = (
-        sa.CheckConstraint("kind IN ('device', 'ingest', 'read')", name="ck_tokens_kind"),
+        sa.CheckConstraint(f"kind IN {TOKEN_KINDS}", name="ck_tokens_kind"),
         sa.CheckConstraint(
             "(kind = 'device' AND device_uuid IS NOT NULL) OR (kind <> 'device' AND device_uuid IS NULL)",
             name="ck_tokens_device",
@@ -121,6 +124,28 @@ class RollupPause(db.Model):
     __tablename__ = "rollup_pause"
 
     id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)
+
+
+class IdempotencyKey(db.Model):
+    """A POST's Idempotency-Key: claimed while its request is in flight, then the response it got, for retries.
+
+    The response is written in the transaction that stores the request's readings, so a key is
+    answered from here exactly when its readings are stored.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(sa.String(80), primary_key=True)  # token:<id>, device:<uuid> or open
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.String(64))  # SHA-256 of the method, path and body
+    created_at: Mapped[float] = mapped_column(sa.Float())
+    owner: Mapped[str | None] = mapped_column(sa.String(32))  # the claim of the request in flight
+    lease_until: Mapped[float | None] = mapped_column(sa.Float())
+    status: Mapped[int | None] = mapped_column(sa.Integer())
+    response: Mapped[str | None] = mapped_column(sa.Text())
+
+    # Expiry deletes the oldest keys through this index, never looking at the readings.
+    __table_args__ = (sa.Index("ix_idempotency_keys_created_at", "created_at"),)
 
 
 def arrival_order():

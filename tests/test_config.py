@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from assertions import assert_error
 
 from app import create_app
 from configmodule import Config, DevelopmentConfig, TestingConfig, select_config
@@ -142,8 +143,7 @@ def test_role_query_refuses_writes(make_app, monkeypatch, device):
     for path, body in [(f"/devices/{device}/readings/", READING), (f"/devices/{device}/readings", [READING]),
                        ("/readings/", [{**READING, "device_uuid": device}])]:
         response = reader.post(path, data=json.dumps(body))
-        assert response.status_code == 404
-        assert response.get_json()["code"] == 404 and set(response.get_json()) == {"code", "status", "message"}
+        assert_error(response, 404)
     assert reader.get(f"/devices/{device}/readings/").get_json() == [{**READING, "device_uuid": device}]
     response = reader.get(f"/devices/{device}/readings/max/", query_string={"type": "temperature"})
     assert response.status_code == 200 and response.get_json()["value"] == 21
@@ -157,8 +157,7 @@ def test_role_ingest_refuses_reads(make_app, monkeypatch, device):
     for query_string in ({}, {"type": "temperature"}):
         for path in (f"/devices/{device}/readings/", f"/devices/{device}/readings/mean/"):
             response = ingest.get(path, query_string=query_string)
-            assert response.status_code == 404
-            assert response.get_json()["code"] == 404 and set(response.get_json()) == {"code", "status", "message"}
+            assert_error(response, 404)
     monkeypatch.setenv("CANARY_ROLE", "all")
     assert len(make_app().test_client().get(f"/devices/{device}/readings/").get_json()) == 2
 
@@ -204,7 +203,10 @@ def test_canary_auth_overrides_every_setting(clean_env, monkeypatch, setting, mo
 NEW_VALUES = {"DATABASE_FILE": "other.db", "MAX_CONTENT_LENGTH": 2048, "MAX_BATCH_CONTENT_LENGTH": 4096,
               "MAX_BATCH": 7, "ROLE": "query", "AUTH": "open", "TOKEN_CACHE_SECONDS": 0.5,
               "SQLITE_BUSY_TIMEOUT_MS": 1234, "STREAM_CHUNK_ROWS": 10, "ROLLUP_BUILDER": False,
-              "VALUE_MIN": -400, "VALUE_MAX": 600}
+              "VALUE_MIN": -400, "VALUE_MAX": 600, "METRICS": False, "REQUEST_LOG": "", "LIMIT_DEVICE_WRITES": 3,
+              "LIMIT_DEVICE_WRITES_BURST": 7, "LIMIT_INGEST_TOKEN": 4, "LIMIT_INGEST_TOKEN_BURST": 8,
+              "LIMIT_READ_TOKEN": 5, "LIMIT_READ_TOKEN_BURST": 9, "IDEMPOTENCY_RETENTION_SECONDS": 60,
+              "IDEMPOTENCY_LEASE_SECONDS": 5, "TLS_CERTIFICATE": "cert.pem", "TLS_KEY": "key.pem"}
 
 
 @pytest.mark.parametrize("name", [name for name in dir(Config) if name.isupper()])
