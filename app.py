@@ -9,6 +9,8 @@ from canary.cli.tokens import bp as tokens_cli
 from canary.dashboard.views import bp as dashboard
 from canary.database import configure_engine
 from canary.ingest.views import bp as ingest
+from canary.monitoring import observer
+from canary.monitoring.exposition import bp as monitoring
 from canary.openapi.page import bp as openapi_page
 from canary.readings.views import bp as readings
 from canary.statistics import builder
@@ -19,7 +21,7 @@ from canary.web.json import MsgspecJSONProvider
 from canary.web.responses import BufferedResponse, no_sniffing
 from configmodule import database_uri, load_settings
 
-BLUEPRINTS = (ingest, readings, statistics, openapi_page, dashboard, tokens_cli, rollups_cli)
+BLUEPRINTS = (ingest, readings, statistics, monitoring, openapi_page, dashboard, tokens_cli, rollups_cli)
 
 
 def create_app(test_config=None):
@@ -34,6 +36,7 @@ def create_app(test_config=None):
     app.url_map.merge_slashes = False  # RequestGuards routes `//` as `/`; Werkzeug would redirect
     app.wsgi_app = RequestGuards(app.wsgi_app, max(app.config["MAX_CONTENT_LENGTH"],
                                                    app.config["MAX_BATCH_CONTENT_LENGTH"]))
+    observer.init_app(app)  # outermost: each request's id, log line and metrics, whatever answers it
     app.after_request(no_sniffing)
     models.db.init_app(app)
     with app.app_context():

@@ -286,6 +286,8 @@ class ErrorSchema(Schema):
     code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
     status = fields.String(required=True, metadata={"description": "The status code's reason phrase."})
     message = fields.String(required=True, metadata={"description": "One sentence saying what to do."})
+    request_id = fields.String(required=True, metadata={
+        "description": "The request's id, as in its X-Request-ID header and its request log line."})
     errors = fields.Dict(
         keys=fields.String(),
         metadata={"description": "422 only: what is wrong with each field, or with each batch item by its index."},

@@ -193,6 +193,13 @@ def is_storage_full(error):
             or getattr(orig, "sqlstate", None) == "53100")
 
 
+def is_busy(error):
+    """Tell whether a database error says that the database was too busy: SQLite's lock, or no pooled connection."""
+    orig = getattr(error, "orig", None)
+    return isinstance(error, sa.exc.TimeoutError) or getattr(orig, "sqlite_errorcode", None) in (
+        sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def is_unavailable(error):
     """Tell whether a database error is about the database's state (down, locked, full), not the request."""
     return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)) or bool(

@@ -22,7 +22,9 @@ from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
 from app import create_app  # noqa: E402
-from models import SensorData, db  # noqa: E402
+from canary.access.tokens import token_digest  # noqa: E402
+from canary.cli.tokens import store_tokens  # noqa: E402
+from models import SensorData, Token, db  # noqa: E402
 
 
 class BufferedClient(FlaskClient):
@@ -141,6 +143,21 @@ def stored_count(app):
             return db.session.execute(statement).scalar_one()
 
     return count
+
+
+@pytest.fixture
+def issue():
+    """Store a token on an application's database and return its text; revoked=True revokes it."""
+
+    def make(application, kind, device=None, revoked=False):
+        with application.app_context():
+            (token,) = store_tokens(kind, [device], None)
+            if revoked:
+                with db.engine.begin() as connection:
+                    connection.execute(sa.update(Token).where(Token.digest == token_digest(token)).values(revoked_at=1))
+        return token
+
+    return make
 
 
 @pytest.fixture

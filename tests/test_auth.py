@@ -7,11 +7,10 @@ import sqlalchemy as sa
 from assertions import assert_error
 
 from app import create_app
-from canary.access.rules import DEVICE_READ, DEVICE_WRITE, FLEET_READ, GATEWAY_WRITE, PUBLIC, rule_of
-from canary.access.tokens import token_digest
+from canary.access.rules import DEVICE_READ, DEVICE_WRITE, FLEET_READ, GATEWAY_WRITE, METRICS_READ, PUBLIC, rule_of
 from canary.cli.tokens import store_tokens
 from canary.ingest.store import insert_readings
-from models import SensorData, Token, db
+from models import SensorData, db
 
 READING = {"type": "temperature", "value": 21, "date_created": 1000}
 OTHER_DEVICE = "someone-else"
@@ -38,6 +37,7 @@ EXAMPLES = {
     ("readings.health", "GET"): Example("/health"),
     ("statistics.get_series", "GET"): Example("/devices/{device}/readings/series/?type=temperature&interval=1h"),
     ("statistics.get_summary", "GET"): Example("/devices/summary/?type=temperature"),
+    ("monitoring.metrics_page", "GET"): Example("/metrics"),
     ("openapi.openapi_document", "GET"): Example("/openapi.json"),
     ("openapi.docs", "GET"): Example("/docs"),
     ("openapi.docs_asset", "GET"): Example("/docs/assets/swagger-ui.css"),
@@ -47,13 +47,14 @@ EXAMPLES = {
 }
 
 # Which credentials each rule lets through in tokens mode; every credential passes in open mode.
-CREDENTIALS = ("none", "malformed", "unknown", "revoked", "own device", "other device", "ingest", "read")
+CREDENTIALS = ("none", "malformed", "unknown", "revoked", "own device", "other device", "ingest", "read", "metrics")
 ALLOWED = {
     PUBLIC: set(CREDENTIALS),
     DEVICE_WRITE: {"own device", "ingest"},
     GATEWAY_WRITE: {"own device", "ingest"},
     DEVICE_READ: {"own device", "read"},
     FLEET_READ: {"read"},
+    METRICS_READ: {"metrics"},
 }
 CHALLENGES = {
     "none": 'Bearer realm="canary"',
@@ -75,21 +76,6 @@ def routed_endpoints(application):
 ROUTES = routed_endpoints(create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "AUTH": "open"}))
 
 
-@pytest.fixture
-def issue():
-    """Store a token on an application's database and return its text; revoked=True revokes it."""
-
-    def make(application, kind, device=None, revoked=False):
-        with application.app_context():
-            (token,) = store_tokens(kind, [device], None)
-            if revoked:
-                with db.engine.begin() as connection:
-                    connection.execute(sa.update(Token).where(Token.digest == token_digest(token)).values(revoked_at=1))
-        return token
-
-    return make
-
-
 def authorization(application, issue, credential, device):
     """Return the request headers that carry a credential for the device."""
     tokens = {
@@ -99,6 +85,7 @@ def authorization(application, issue, credential, device):
         "other device": lambda: issue(application, "device", OTHER_DEVICE),
         "ingest": lambda: issue(application, "ingest"),
         "read": lambda: issue(application, "read"),
+        "metrics": lambda: issue(application, "metrics"),
     }
     if credential == "none":
         return {}
@@ -126,7 +113,8 @@ def test_access_matrix(make_app, issue, device, endpoint, method, rule, credenti
         pytest.fail(f"No example request for {method} {endpoint}; add one to EXAMPLES in {__name__}")
     application = make_app(AUTH=mode)
     with application.app_context():
-        insert_readings([{**READING, "device_uuid": device}])  # so that statistics have something to answer
+        # so that statistics have something to answer
+        insert_readings([{**READING, "device_uuid": device}], "device_batch")
     headers = authorization(application, issue, credential, device)
     before = stored(application)
 
@@ -185,7 +173,7 @@ def test_unknown_and_revoked_tokens_get_the_same_answer(make_app, issue, device)
     client = application.test_client()
     answers = []
     for token in ("cnry_" + "B" * 43, "not-even-prefixed", issue(application, "device", device, revoked=True)):
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": "same-for-all"}  # bodies echo it
         response = client.post(f"/devices/{device}/readings/", json=READING, headers=headers)
         answers.append((response.status_code, response.headers["WWW-Authenticate"], response.get_data()))
     assert answers[0][0] == 401

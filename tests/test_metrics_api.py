@@ -4,6 +4,7 @@ import statistics
 import uuid
 
 import pytest
+from assertions import assert_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -164,9 +165,7 @@ def test_metric_requires_type(client, device, metric, filters):
 def test_metric_without_matching_readings_is_404(client, device, metric, filters):
     store(client, device, [(1, 1)])
     response = get_metric(client, device, metric, filters)
-    assert response.status_code == 404
-    body = response.get_json()
-    assert set(body) == {"code", "status", "message"} and body["code"] == 404
+    assert_error(response, 404)
 
 
 def test_metric_query_string_wins_over_body(client, device):
@@ -183,6 +182,4 @@ def test_metric_query_string_wins_over_body(client, device):
 def test_unknown_metric_is_404(client, device, metric):
     store(client, device, [(1, 1)])
     response = get_metric(client, device, metric, {"type": "temperature"})
-    assert response.status_code == 404
-    body = response.get_json()
-    assert set(body) == {"code", "status", "message"} and body["code"] == 404
+    assert_error(response, 404)

@@ -109,7 +109,7 @@ def test_every_error_response_has_the_error_shape(document):
         for status, response in operation["responses"].items():
             if int(status) >= 400:
                 assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
-    assert document["components"]["schemas"]["Error"]["required"] == ["code", "message", "status"]
+    assert document["components"]["schemas"]["Error"]["required"] == ["code", "message", "request_id", "status"]
 
 
 @pytest.mark.parametrize("max_batch", [1, 50, 10_000])

@@ -6,14 +6,16 @@ DEVICE_WRITE = "device-write"  # POST for the device in the URL: its device toke
 GATEWAY_WRITE = "gateway-write"  # POST naming devices in the body: an ingest token, or a device token for its own
 DEVICE_READ = "device-read"  # GET of the device in the URL: its device token or a read token
 FLEET_READ = "fleet-read"  # GET across devices: a read token
-RULES = (PUBLIC, DEVICE_WRITE, GATEWAY_WRITE, DEVICE_READ, FLEET_READ)
+METRICS_READ = "metrics-read"  # GET /metrics: a metrics token, a Prometheus scraper's
+RULES = (PUBLIC, DEVICE_WRITE, GATEWAY_WRITE, DEVICE_READ, FLEET_READ, METRICS_READ)
 WRITE_RULES = {DEVICE_WRITE, GATEWAY_WRITE}
 READ_RULES = {DEVICE_READ, FLEET_READ}
 
-KINDS = ("device", "ingest", "read")
+KINDS = ("device", "ingest", "read", "metrics")
 # Besides the rules a device token's own device grants: a device token may use DEVICE_WRITE and
 # DEVICE_READ for its own device, and GATEWAY_WRITE for batches of its own readings only.
-KIND_RULES = {"device": {GATEWAY_WRITE}, "ingest": {DEVICE_WRITE, GATEWAY_WRITE}, "read": {DEVICE_READ, FLEET_READ}}
+KIND_RULES = {"device": {GATEWAY_WRITE}, "ingest": {DEVICE_WRITE, GATEWAY_WRITE}, "read": {DEVICE_READ, FLEET_READ},
+              "metrics": {METRICS_READ}}
 DEVICE_RULES = {DEVICE_WRITE, DEVICE_READ}
 
 

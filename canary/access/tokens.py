@@ -9,7 +9,18 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from flask import abort, g, request
 
-from canary.access.rules import DEVICE_READ, DEVICE_WRITE, FLEET_READ, GATEWAY_WRITE, PUBLIC, permits, rule_of
+from canary.access.rules import (
+    DEVICE_READ,
+    DEVICE_WRITE,
+    FLEET_READ,
+    GATEWAY_WRITE,
+    METRICS_READ,
+    PUBLIC,
+    permits,
+    rule_of,
+)
+from canary.monitoring.instruments import TOKEN_CHECKS
+from canary.monitoring.observer import TOKEN
 from canary.web.errors import error_response
 from models import Token, db
 
@@ -19,6 +30,7 @@ TOKEN_BYTES = 32  # 256 bits from the operating system's CSPRNG
 # RFC 6750 section 2.1 credentials; the scheme is case-insensitive (RFC 9110 section 11.1).
 _BEARER = re.compile(r"bearer +([A-Za-z0-9._~+/-]+=*) *", re.IGNORECASE)
 _CACHE_MAX_ENTRIES = 100_000
+_ACCEPTED = TOKEN_CHECKS.labels("accepted")
 
 MISSING = "This route needs a token; send it as 'Authorization: Bearer <token>'."
 MALFORMED = "The Authorization header is not a bearer token; send 'Authorization: Bearer <token>'."
@@ -28,16 +40,18 @@ FORBIDDEN = {
     GATEWAY_WRITE: "This route needs an ingest token, or a device token posting its own readings.",
     DEVICE_READ: "This token may not read this device's readings; use its device token or a read token.",
     FLEET_READ: "This route needs a read token.",
+    METRICS_READ: "This route needs a metrics token.",
 }
 NOT_GRANTED = "No token may call this route."
 OTHER_DEVICE = "A device token may only post readings of its own device."
 
 
 class Grant(NamedTuple):
-    """What a valid token allows: its kind, and for a device token its device."""
+    """What a valid token allows: its kind, and for a device token its device; and which token it is."""
 
     kind: str
     device_uuid: str | None
+    token_id: int | None = None
 
 
 def new_token():
@@ -76,7 +90,8 @@ class TokenCache:
 
 def fetch_grant(digest):
     """Read a token's Grant from the database; None when no unrevoked token has that digest."""
-    statement = sa.select(Token.kind, Token.device_uuid).where(Token.digest == digest, Token.revoked_at.is_(None))
+    statement = sa.select(Token.kind, Token.device_uuid, Token.id).where(Token.digest == digest,
+                                                                      Token.revoked_at.is_(None))
     with db.engine.connect() as connection:  # a database failure is a 503, as on any route
         row = connection.execute(statement).first()
     return None if row is None else Grant(*row)
@@ -108,20 +123,20 @@ def check_token(app, cache):
     # Text that cannot be one of our tokens is refused without a query.
     grant = cache.grant(token_digest(token)) if token.startswith(TOKEN_PREFIX) else None
     if grant is None:
-        refuse(401, INVALID, "invalid_token")
+        refuse(401, INVALID, "invalid_token", outcome="invalid")
+    current.environ[TOKEN] = (grant.token_id, grant.kind)  # for the request log
     if not permits(grant, rule, current.view_args):
-        refuse(403, FORBIDDEN.get(rule, NOT_GRANTED), "insufficient_scope")
-    if rule == GATEWAY_WRITE:
-        g.grant = grant  # for check_batch_devices, once the view has validated the batch
-
+        refuse(403, FORBIDDEN.get(rule, NOT_GRANTED), "insufficient_scope", outcome="forbidden")
+    _ACCEPTED.inc()
+    g.grant = grant  # for check_batch_devices and the idempotency keys' scope
 
 def bearer_token(header):
     """Return the token of an Authorization header, refusing a missing or malformed one."""
     if header is None:
-        refuse(401, MISSING)
+        refuse(401, MISSING, outcome="missing")
     match = _BEARER.fullmatch(header)
     if match is None:
-        refuse(401, MALFORMED, "invalid_request")
+        refuse(401, MALFORMED, "invalid_request", outcome="malformed")
     return match[1]
 
 
@@ -133,10 +148,12 @@ def check_batch_devices(readings):
     offending = {index: [OTHER_DEVICE] for index, reading in enumerate(readings)
                  if reading["device_uuid"] != grant.device_uuid}
     if offending:
-        refuse(403, FORBIDDEN[GATEWAY_WRITE], "insufficient_scope", errors=offending)
+        refuse(403, FORBIDDEN[GATEWAY_WRITE], "insufficient_scope", errors=offending, outcome="forbidden")
 
 
-def refuse(code, message, error=None, errors=None):
+def refuse(code, message, error=None, errors=None, outcome=None):
     """Abort with the JSON error and an RFC 6750 challenge, with its error code where one applies."""
+    if outcome is not None:
+        TOKEN_CHECKS.labels(outcome).inc()
     challenge = 'Bearer realm="canary"' + (f', error="{error}"' if error else "")
     abort(error_response(code, message, errors=errors, headers={"WWW-Authenticate": challenge}))

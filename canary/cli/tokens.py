@@ -24,7 +24,8 @@ _REPORTED_LINES = 10
 
 @bp.cli.command("create")
 @click.option("--kind", required=True, type=click.Choice(KINDS),
-              help="device: one device's readings; ingest: post for any device; read: read any device.")
+              help="device: one device's readings; ingest: post for any device; read: read any device; "
+                   "metrics: GET /metrics only, for a Prometheus scraper.")
 @click.option("--device", metavar="DEVICE_UUID", help="The device a device token is bound to.")
 @click.option("--devices-file", type=click.File("r"),
               help="A file of device_uuids, one a line: one device token each, printed as device_uuid,token CSV.")

@@ -8,7 +8,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from canary.database import is_missing_table, is_storage_full, is_unavailable
+from canary.database import is_busy, is_missing_table, is_storage_full, is_unavailable
+from canary.monitoring.instruments import UNAVAILABLE
+from canary.monitoring.observer import request_id
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -29,7 +31,8 @@ DEFAULT_MESSAGES = {
 
 def error_response(code, message, errors=None, headers=None):
     """Build the JSON error every failure returns."""
-    body = {"code": code, "status": HTTP_STATUS_CODES.get(code, "Error"), "message": message}
+    body = {"code": code, "status": HTTP_STATUS_CODES.get(code, "Error"), "message": message,
+            "request_id": request_id()}
     if errors is not None:
         body["errors"] = bounded_errors(errors, MAX_LISTED_KEYS)
     response = jsonify(body)
@@ -92,6 +95,7 @@ def handle_database_error(error):
     """Answer 503 with Retry-After when the database cannot serve; a lost table is created by the next request."""
     if is_missing_table(error):
         log.warning("A table is missing; the next request creates the schema again.")
+        UNAVAILABLE.labels("missing_table").inc()
         current_app.extensions["canary_schema"].lost()
         message = "The database had lost its tables; they are being created again, so retry now."
         return error_response(503, message, headers={"Retry-After": "1"})
@@ -100,8 +104,10 @@ def handle_database_error(error):
         return error_response(500, DEFAULT_MESSAGES[500])
     log.warning("Database unavailable: %s", error)
     if is_storage_full(error):
+        UNAVAILABLE.labels("full").inc()
         message = "The database's storage is full, so nothing was stored; retry once space is freed."
     else:
+        UNAVAILABLE.labels("busy" if is_busy(error) else "unavailable").inc()
         message = "The database is unavailable or busy, so nothing was done; retry shortly."
     return error_response(503, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 

@@ -1,0 +1,1 @@
+"""Watching the service run: Prometheus metrics, the JSON request log, and request ids."""
