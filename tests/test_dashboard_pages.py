@@ -89,7 +89,8 @@ def test_device_page_refuses_a_bad_device_id(client, device):
 def test_device_page_tells_nothing_about_the_device(make_app):
     application = make_app(AUTH="tokens")
     with application.app_context():
-        insert_readings([{"device_uuid": "known", "type": "temperature", "value": 20, "date_created": 1}])
+        insert_readings([{"device_uuid": "known", "type": "temperature", "value": 20, "date_created": 1}],
+                        "gateway_batch")
     client = application.test_client()
     known = client.get("/dashboard/devices/known/").get_data(as_text=True)
     unknown = client.get("/dashboard/devices/nobody/").get_data(as_text=True)

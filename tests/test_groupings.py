@@ -44,7 +44,7 @@ def test_bucket_histograms_number_buckets_as_the_runs_do(app, device, runs):
     filters = {"device_uuid": device, "type": "temperature", "start": runs[0].start, "end": last}
     with app.app_context():
         insert_readings([{"device_uuid": device, "type": "temperature", "value": date % 101, "date_created": date}
-                         for date in dates])
+                         for date in dates], "device_batch")
         with db.engine.connect() as connection:
             numbered = groupings.fetch_bucket_histograms(connection, filters, runs)
     assert numbered == {number: sorted(counts.items()) for number, counts in expected.items()}

@@ -16,7 +16,9 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 
-from canary.database import database_file, file_identity, writers_lock_path
+from canary.database import database_file, file_identity, write_transaction, writers_lock_path
+from canary.ingest import idempotency
+from canary.monitoring.instruments import COMMIT_GROUP
 from models import READING_KEYS, SensorData
 
 _INSERT = sa.insert(SensorData.__table__)
@@ -61,14 +63,18 @@ class CommitGroup:
 
     def __init__(self, engine):
         self.pool, self.pid = engine.pool, os.getpid()
+        self.engine = weakref.proxy(engine)
         self.connection = _KeptConnection(engine)
         self.lock = threading.Lock()
         self.queue = []
         self.leading = False
 
-    def submit(self, reading):
-        """Store one reading; return once it is committed, or raise what stopped the commit."""
-        waiter = _Waiter(reading)
+    def submit(self, reading, completion=None):
+        """Store one reading; return once it is committed, or raise what stopped the commit.
+
+        `completion` is a claimed Idempotency-Key and its response, written in the same transaction.
+        """
+        waiter = _Waiter(reading, completion)
         with self.lock:
             self.queue.append(waiter)
             leads = not self.leading
@@ -85,14 +91,20 @@ class CommitGroup:
         """Write the queued readings as one group, wake their threads, then pass the lead on."""
         with self.lock:
             group, self.queue = self.queue, []
+        lost = {}
         try:
-            self.connection.insert([waiter.reading for waiter in group])
+            if any(waiter.completion is not None for waiter in group):
+                lost = self._write_with_keys(group)
+            else:
+                self.connection.insert([waiter.reading for waiter in group])
+            COMMIT_GROUP.observe(len(group))
             error = None
         except Exception as failure:
             error = failure
         for waiter in group:
             if waiter is not leader:
-                waiter.finish(error)
+                waiter.finish(lost.get(id(waiter), error))
+        error = lost.get(id(leader), error)
         with self.lock:
             if self.queue:
                 self.queue[0].promote()
@@ -101,14 +113,33 @@ class CommitGroup:
         if error is not None:
             raise error
 
+    def _write_with_keys(self, group):
+        """Write a group with Idempotency-Keys in one transaction that also writes their responses.
+
+        Return {id(waiter): LostClaim} for the readings left out because a retry took their key over.
+        """
+        lost = {}
+        with write_transaction(self.engine) as connection:
+            for waiter in group:
+                if waiter.completion is not None:
+                    key, response = waiter.completion
+                    try:
+                        idempotency.complete(connection, key, 201, response)
+                    except idempotency.LostClaim as error:
+                        lost[id(waiter)] = error
+            kept = [waiter.reading for waiter in group if id(waiter) not in lost]
+            if kept:
+                connection.execute(_INSERT, kept)
+        return lost
+
 
 class _Waiter:
     """A reading waiting for its group's commit: a lock held until its thread may go on."""
 
-    __slots__ = ("_released", "error", "leads", "reading")
+    __slots__ = ("_released", "completion", "error", "leads", "reading")
 
-    def __init__(self, reading):
-        self.reading, self.error, self.leads = reading, None, False
+    def __init__(self, reading, completion=None):
+        self.reading, self.completion, self.error, self.leads = reading, completion, None, False
         self._released = threading.Lock()
         self._released.acquire()
 

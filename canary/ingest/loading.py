@@ -11,7 +11,7 @@ import msgspec
 from flask import abort, current_app
 from marshmallow import ValidationError
 
-from canary.web.requests import request_body
+from canary.web.requests import parse_json_body, request_body
 from schemas import (
     DEFAULT_VALUE_RANGE,
     DEVICE_UUID_PATTERN,
@@ -91,6 +91,34 @@ def load_valid_batch(decode, device_uuid=None):
     return [{"device_uuid": device_uuid or reading.device_uuid, "type": reading.type, "value": reading.value,
              "date_created": now if reading.date_created is msgspec.UNSET else reading.date_created}
             for reading in readings]
+
+
+def load_device_post(device_uuid):
+    """Return (reading, None) for one reading posted for a device, or (None, readings) for a batch."""
+    reading = load_valid_reading()
+    if reading is not None:
+        return reading, None
+    checkers = app_checkers()
+    readings = load_valid_batch(checkers.decode_device_batch, device_uuid)
+    if readings is not None:
+        return None, readings
+    body = parse_json_body(required=True)
+    if not isinstance(body, list):
+        return checkers.reading_schema.load(body), None
+    return None, [{**reading, "device_uuid": device_uuid}
+                  for reading in load_batch(checkers.reading_schema, checkers.valid_reading, body)]
+
+
+def load_gateway_post():
+    """Return the readings of a gateway batch, each naming its device."""
+    checkers = app_checkers()
+    readings = load_valid_batch(checkers.decode_gateway_batch)
+    if readings is not None:
+        return readings
+    body = parse_json_body(required=True)
+    if not isinstance(body, list):
+        raise ValidationError({"_schema": ["The request body must be a JSON array of readings."]})
+    return load_batch(checkers.device_reading_schema, checkers.valid_device_reading, body)
 
 
 def load_batch(schema, valid_type, readings):

@@ -6,29 +6,38 @@ as a few merged rows, since SQLite's triggers run once per row (canary/statistic
 import sqlalchemy as sa
 
 from canary.database import database_file, write_transaction
+from canary.ingest import idempotency
 from canary.ingest.group_commit import CommitGroup
+from canary.monitoring.instruments import READINGS
 from canary.statistics import rollups
 from models import RollupPause, SensorData, db
 
 _INSERT = sa.insert(SensorData.__table__)
 
 
-def insert_readings(readings):
-    """Store readings (dicts with the four reading keys) in one transaction."""
+def insert_readings(readings, via, key=None, response=None):
+    """Store readings (dicts with the four reading keys) in one transaction, with a claimed key's response."""
     with write_transaction(db.engine) as connection:
+        if key is not None:
+            idempotency.complete(connection, key, 201, response)
         if connection.dialect.name != "sqlite" or len(readings) < 2 or not rollups.armed(connection):
             connection.execute(_INSERT, readings)
-            return
-        connection.execute(sa.insert(RollupPause).values(id=1))  # seen by this transaction's trigger only
-        connection.execute(_INSERT, readings)
-        connection.execute(sa.delete(RollupPause))
-        rollups.add_batch(connection, readings)
+        else:
+            connection.execute(sa.insert(RollupPause).values(id=1))  # seen by this transaction's trigger only
+            connection.execute(_INSERT, readings)
+            connection.execute(sa.delete(RollupPause))
+            rollups.add_batch(connection, readings)
+    READINGS.labels(via).inc(len(readings))
 
 
-def insert_reading(reading):
+def insert_reading(reading, key=None, response=None):
     """Store one reading, sharing its INSERT and commit with those of concurrent requests."""
     engine = db.engine
     if database_file(engine) is None and engine.dialect.name == "sqlite":
-        insert_readings([reading])  # an in-memory database lives on its pooled connection only
+        insert_readings([reading], "single", key, response)  # an in-memory database lives on its pooled connection
         return
-    CommitGroup.for_engine(engine).submit(reading)
+    CommitGroup.for_engine(engine).submit(reading, None if key is None else (key, response))
+    _SINGLE.inc()
+
+
+_SINGLE = READINGS.labels("single")

@@ -1,14 +1,13 @@
 """The write routes: one reading or a batch for the device in the URL, and a batch naming its devices."""
 from flask import Blueprint, current_app, request
-from marshmallow import ValidationError
 
 from canary.access.rules import DEVICE_WRITE, GATEWAY_WRITE, access
 from canary.access.tokens import check_batch_devices
-from canary.ingest.loading import app_checkers, load_batch, load_valid_batch, load_valid_reading
+from canary.ingest import idempotency
+from canary.ingest.loading import load_device_post, load_gateway_post
 from canary.ingest.store import insert_reading, insert_readings
 from canary.openapi.describe import WRITE_ERRORS, batch_of, documented
 from canary.web.json import encode
-from canary.web.requests import parse_json_body
 from canary.web.responses import BufferedResponse
 from models import READING_KEYS
 from schemas import CountSchema, DeviceReadingSchema, ReadingSchema, StoredReadingSchema, load_device_uuid
@@ -26,28 +25,25 @@ bp = Blueprint("ingest", __name__)
 def create_device_readings(device_uuid):
     """Store one reading (a JSON object) or a batch (a JSON array) for a device."""
     device_uuid = load_device_uuid(device_uuid)
-    reading = load_valid_reading()
-    if reading is None:
-        checkers = app_checkers()
-        readings = load_valid_batch(checkers.decode_device_batch, device_uuid)
-        if readings is None:
-            body = parse_json_body(required=True)
-            if not isinstance(body, list):
-                reading = checkers.reading_schema.load(body)
-            else:
-                readings = [{**reading, "device_uuid": device_uuid}
-                            for reading in load_batch(checkers.reading_schema, checkers.valid_reading, body)]
+    with idempotency.keyed(device_uuid) as key:
+        reading, readings = load_device_post(device_uuid)
         if readings is not None:
-            insert_readings(readings)
-            return {"count": len(readings)}, 201
-    reading["device_uuid"] = device_uuid
-    insert_reading(reading)
-    return reading_created(reading)
+            return batch_stored(readings, "device_batch", key)
+        reading["device_uuid"] = device_uuid
+        body = encode({name: reading[name] for name in READING_KEYS}) + b"\n"
+        insert_reading(reading, key, body)
+        return created(body)
 
 
-def reading_created(reading):
-    """Answer 201 with the stored reading, built directly: on the hot path, jsonify costs a few µs more."""
-    body = encode({key: reading[key] for key in READING_KEYS}) + b"\n"
+def batch_stored(readings, via, key):
+    """Store a batch with its key's response, and answer 201 with its count."""
+    body = encode({"count": len(readings)}) + b"\n"
+    insert_readings(readings, via, key, body)
+    return created(body)
+
+
+def created(body):
+    """Answer 201 with a JSON body built directly: on the hot path, jsonify costs a few µs more."""
     return BufferedResponse(body, status=201, mimetype="application/json")
 
 
@@ -60,13 +56,7 @@ def reading_created(reading):
 def create_readings():
     """Store a batch of readings for many devices in one transaction."""
     request.max_content_length = current_app.config["MAX_BATCH_CONTENT_LENGTH"]
-    checkers = app_checkers()
-    readings = load_valid_batch(checkers.decode_gateway_batch)
-    if readings is None:
-        body = parse_json_body(required=True)
-        if not isinstance(body, list):
-            raise ValidationError({"_schema": ["The request body must be a JSON array of readings."]})
-        readings = load_batch(checkers.device_reading_schema, checkers.valid_device_reading, body)
-    check_batch_devices(readings)
-    insert_readings(readings)
-    return {"count": len(readings)}, 201
+    with idempotency.keyed() as key:
+        readings = load_gateway_post()
+        check_batch_devices(readings)
+        return batch_stored(readings, "gateway_batch", key)
