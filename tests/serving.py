@@ -27,9 +27,13 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def call(port, method, path, body=None, headers=None, timeout=30):
-    """Send one request on a fresh connection; return (status, parsed JSON or text, headers)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def call(port, method, path, body=None, headers=None, timeout=30, tls=None):
+    """Send one request on a fresh connection (HTTPS with an SSLContext as tls); return (status, parsed JSON or
+    text, headers)."""
+    if tls is None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    else:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
     try:
         data = body if body is None or isinstance(body, (bytes, str)) else json.dumps(body)
         connection.request(method, path, body=data, headers=headers or {})
@@ -86,8 +90,8 @@ def require_nginx():
 class ProductionServer:
     """One `python serve.py` in its own session, with only the settings given."""
 
-    def __init__(self, log_path, database_url, workers=2, **settings):
-        self.port = free_port()
+    def __init__(self, log_path, database_url, workers=2, tls=None, **settings):
+        self.port, self.tls = free_port(), tls
         self.log_path = log_path
         self.env = {key: value for key, value in os.environ.items() if key not in SERVER_SETTINGS}
         self.env.update({"DATABASE_URL": database_url, "BIND": f"127.0.0.1:{self.port}",
@@ -104,7 +108,7 @@ class ProductionServer:
             if self.process.poll() is not None:
                 raise AssertionError(f"serve.py exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if call(self.port, "GET", "/health", timeout=5)[0] == 200:
+                if call(self.port, "GET", "/health", timeout=5, tls=self.tls)[0] == 200:
                     return self
             except OSError:
                 pass

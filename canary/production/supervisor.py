@@ -22,7 +22,15 @@ from pathlib import Path
 
 from flask import Config
 
-from canary.production.nginx import find_nginx, hand_socket_to_nginx, listen_address, make_private_runtime, nginx_config
+from canary.production import granian_log
+from canary.production.nginx import (
+    find_nginx,
+    hand_socket_to_nginx,
+    listen_address,
+    make_private_runtime,
+    make_proxy_counts,
+    nginx_config,
+)
 from configmodule import database_uri, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +73,11 @@ def worker_sockets(environ, runtime):
 
 def granian_commands(environ, settings, runtime):
     """Return one granian command per worker, each on a Unix socket of its own, with its socket."""
+    threads = worker_threads(environ, settings)
+    if threads > 2 * (os.cpu_count() or 1) + 1:
+        print(f"serve: {threads} app threads per worker on {os.cpu_count()} cores, as WEB_THREADS or the "
+              "database asks: on PostgreSQL they mostly wait for the commits they share", file=sys.stderr, flush=True)
+    log_config = granian_log.write_config(runtime / "granian-log.json")
     return [([
         sys.executable, "-m", "granian", environ.get("WSGI_APP") or "app:app",
         "--interface", "wsgi",
@@ -74,6 +87,7 @@ def granian_commands(environ, settings, runtime):
         "--respawn-failed-workers",
         "--workers-kill-timeout", str(STOP_TIMEOUT // 2),
         "--log-level", "warning",
+        "--log-config", str(log_config),
     ], socket) for socket in worker_sockets(environ, runtime)]
 
 
@@ -120,6 +134,13 @@ def main(app_commands=granian_commands, app_name="granian", front_config=nginx_c
     environ = dict(os.environ)
     settings = app_settings()
     runtime = make_private_runtime(environ)
+    worker_environ = dict(environ)
+    if settings["METRICS"]:
+        # Each worker counts into files of its own slot here (canary/monitoring/instruments.py).
+        metrics = runtime / "metrics"
+        metrics.mkdir(mode=0o700)
+        make_proxy_counts(environ, runtime)
+        worker_environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda signum, frame: stopping.append(signum))
@@ -127,8 +148,9 @@ def main(app_commands=granian_commands, app_name="granian", front_config=nginx_c
     try:
         # Each in a process group of its own, so that stopping one also stops whatever it left behind.
         commands = app_commands(environ, settings, runtime)
-        for command, _ in commands:
-            apps.append(subprocess.Popen(command, cwd=ROOT, process_group=0))
+        for slot, (command, _) in enumerate(commands):
+            apps.append(subprocess.Popen(command, cwd=ROOT, process_group=0,
+                                         env={**worker_environ, "WORKER_SLOT": str(slot)}))
         for app, (_, path) in zip(apps, commands):
             wait_for_socket(path, app, START_TIMEOUT)
             hand_socket_to_nginx(environ, path)
@@ -136,7 +158,8 @@ def main(app_commands=granian_commands, app_name="granian", front_config=nginx_c
         (runtime / "nginx.conf").write_text(front_config(environ, settings, runtime, sockets))
         front = subprocess.Popen([nginx, "-p", str(runtime), "-c", str(runtime / "nginx.conf"),
                                   "-g", "daemon off;"], process_group=0)
-        print(f"serve: listening on http://{listen_address(environ)} (nginx, pid {front.pid}) in front of "
+        scheme = "https" if settings["TLS_CERTIFICATE"] else "http"
+        print(f"serve: listening on {scheme}://{listen_address(environ)} (nginx, pid {front.pid}) in front of "
               f"{app_name} (pids {', '.join(str(app.pid) for app in apps)}); runtime files in {runtime}",
               file=sys.stderr, flush=True)
         while not stopping and front.poll() is None and all(app.poll() is None for app in apps):
