@@ -59,10 +59,12 @@ def batch_body(worker, index, size=1000):
     return json.dumps(readings).encode()
 
 
-def run_wrk(port, path, seconds, threads=2, connections=16, token=None):
-    """Drive POSTs of unique readings with wrk for a fixed time, with a bearer token if one is given."""
+def run_wrk(port, path, seconds, threads=2, connections=16, token=None, devices=1):
+    """Drive POSTs of unique readings with wrk for a fixed time, with a bearer token if one is given, spread over
+    `devices` devices where the path has _N_ for the device's number."""
+    extra = ([token] if token else []) + ([f"devices={devices}"] if devices > 1 else [])
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-               "-s", str(WRK_SCRIPT), f"http://{HOST}:{port}{path}"] + (["--", token] if token else [])
+               "-s", str(WRK_SCRIPT), f"http://{HOST}:{port}{path}"] + (["--", *extra] if extra else [])
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60)
     line = next(line for line in output.stdout.splitlines() if line.startswith("WRK_RESULT "))
     figures = json.loads(line.removeprefix("WRK_RESULT "))

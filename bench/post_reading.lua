@@ -1,6 +1,7 @@
 -- wrk script: POST one unique reading per request, then print a JSON summary line.
 -- Each thread numbers its own requests, so (thread, counter) makes date_created unique.
--- An argument after `--` is a bearer token to send with every request.
+-- Arguments after `--`: a bearer token to send with every request, and `devices=N` to spread the
+-- readings over N devices, _N_ in the URL's path standing for each one's number.
 
 local threads = {}
 
@@ -13,10 +14,17 @@ function init(args)
   counter = 0
   not_created = 0
   first_date = 1800000000 + thread_id * 100000000
+  devices = 1
+  path_template = wrk.path
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
-  if args[1] then
-    wrk.headers["Authorization"] = "Bearer " .. args[1]
+  for _, arg in ipairs(args) do
+    local count = string.match(arg, "^devices=(%d+)$")
+    if count then
+      devices = tonumber(count)
+    else
+      wrk.headers["Authorization"] = "Bearer " .. arg
+    end
   end
 end
 
@@ -25,7 +33,8 @@ function request()
   local kind = (counter % 2 == 0) and "temperature" or "humidity"
   local body = string.format('{"type":"%s","value":%d,"date_created":%d}',
                              kind, counter % 101, first_date + counter)
-  return wrk.format(nil, nil, nil, body)
+  local path = string.gsub(path_template, "_N_", tostring((thread_id * 7919 + counter) % devices))
+  return wrk.format(nil, path, nil, body)
 end
 
 function response(status, headers, body)

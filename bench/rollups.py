@@ -175,7 +175,7 @@ def bench_fleet(url, backend, settings):
             took = statistics.median(times)
             rows.append(Row(f"{backend}: summary of {label}, {devices:,} devices, full JSON",
                             f"{took:.2f} s p50 · raw GROUP BY device_uuid, value {raw:.1f} s · {raw / took:.0f}× "
-                            f"faster · {received / 1e6:.1f} MB · RSS {peak.describe()}",
+                            f"faster · {received / 1e6:.1f} MB · {peak.describe()}",
                             f"≤ {target} s; RSS growth ≤ 50 MB" if backend == "SQLite" else "RSS growth ≤ 50 MB",
                             (took <= target if backend == "SQLite" else True) and peak.growth_kb <= 50 * 1024
                             and complete and devices == datasets.FLEET_DEVICES, figure=took))

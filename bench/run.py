@@ -18,6 +18,7 @@ import fixtures
 import launchers
 import load
 import stages_ingest
+import stages_operations
 import stages_queries
 import stages_safety
 from table import machine, note, now, render, version
@@ -37,12 +38,14 @@ class Settings:
     metric_requests: int
     probe_seconds: int  # a normal client's probe among the slow clients
     read_seconds: int  # the slow reader takes at least this long over the whole listing
+    scrape_after: int  # requests before the timed scrapes of /metrics
+    idempotency_keys: int
 
 
 FULL = Settings(seconds=10, rounds=5, warmup=2, exact_posts=20_000, batches=400, metric_requests=20,
-                probe_seconds=15, read_seconds=90)
+                probe_seconds=15, read_seconds=90, scrape_after=1_000_000, idempotency_keys=10_000)
 QUICK = Settings(seconds=3, rounds=1, warmup=1, exact_posts=2_000, batches=40, metric_requests=5,
-                 probe_seconds=5, read_seconds=10)
+                 probe_seconds=5, read_seconds=10, scrape_after=50_000, idempotency_keys=1_000)
 
 
 def machine_line(database_versions, workers, use_wrk, load_average):
@@ -123,6 +126,13 @@ def main():
         rows += stages_safety.bench_malformed(api)
         rows += stages_safety.bench_anonymous_bursts(url)
         rows += stages_safety.bench_memory(url)
+        rows += stages_operations.bench_scrape(url, args.workers, settings.scrape_after)
+        rows += stages_operations.bench_rate_limit(url, args.workers)
+        for label, database_url in (("SQLite", url), ("PostgreSQL", args.postgres_url)):
+            if database_url:
+                rows += stages_operations.bench_idempotency(database_url, label, args.workers,
+                                                            settings.idempotency_keys)
+        rows += stages_operations.bench_schemathesis(url)
     finally:
         api.stop()
         previous.stop()

@@ -8,6 +8,8 @@ import launchers
 import load
 from table import Row, load_figures, note
 
+FLEET = 10_000  # devices the single POSTs are spread over
+
 
 @dataclass
 class Contender:
@@ -17,15 +19,17 @@ class Contender:
     server: launchers.Server
     device: str
     token: str | None = None
+    devices: int = FLEET  # spread over this many devices, as a fleet posts; one for a device token
     results: list = field(default_factory=list)
 
     def drive(self, seconds, use_wrk):
         """POST single readings for `seconds` on 16 connections and return the load result."""
-        path = f"/devices/{self.device}/readings/"
         if use_wrk:
-            return load.run_wrk(self.server.port, path, seconds, token=self.token)
+            path = f"/devices/{self.device}-_N_/readings/" if self.devices > 1 else f"/devices/{self.device}/readings/"
+            return load.run_wrk(self.server.port, path, seconds, token=self.token, devices=self.devices)
         headers = {**load.HEADERS, **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
-        return load.python_load(self.server.port, path, load.reading_body, seconds=seconds, headers=headers)
+        return load.python_load(self.server.port, f"/devices/{self.device}/readings/", load.reading_body,
+                                seconds=seconds, headers=headers)
 
 
 def store_device_token(database, device):
@@ -65,6 +69,10 @@ def bench_single_post(api, previous, url, database, postgres_url, workers, setti
     """
     production = {"DATABASE_URL": url, "CANARY_AUTH": "open"}
     others = {
+        "defaults": launchers.new_server("api-defaults", launchers.production, "app:app", workers, rate_limits=True,
+                                         **production),
+        "off": launchers.new_server("api-off", launchers.production, "app:app", workers, **production,
+                                    CANARY_METRICS="false", CANARY_REQUEST_LOG=""),
         "echo": launchers.new_server("echo", launchers.production, "echo_app:app", workers, **production),
         "first": launchers.new_server("first-release", launchers.gunicorn_first_release, "app:app", workers,
                                       **production),
@@ -85,7 +93,11 @@ def bench_single_post(api, previous, url, database, postgres_url, workers, setti
         "sync": Contender(f"readings API of today, gunicorn {workers} sync workers", others["sync"],
                           "bench-post-sync"),
         "tokens": Contender("readings API, tokens mode with a device token", others["tokens"], "bench-tokens",
-                            store_device_token(database, "bench-tokens")),
+                            store_device_token(database, "bench-tokens"), devices=1),
+        "defaults": Contender("readings API, production command with its defaults: metrics, request log, rate "
+                              "limits", others["defaults"], "bench-defaults"),
+        "off": Contender("readings API, production command without metrics, request log or rate limits",
+                         others["off"], "bench-off"),
     }
     if postgres_url:
         contenders["postgres"] = Contender("readings API on PostgreSQL, production command", others["postgres"],
@@ -134,6 +146,10 @@ def single_post_rows(results, contenders, load_shape):
         rows += [figures("postgres", "p99 ≤ 50 ms", postgres.p99_ms <= 50),
                  Row("Single POST: PostgreSQL / SQLite req/s", f"{postgres.rate / api.rate:.0%}", "≥ 80%",
                      postgres.rate >= 0.80 * api.rate)]
+    defaults, off = results["defaults"], results["off"]
+    rows += [figures("defaults", "p99 ≤ 25 ms", defaults.p99_ms <= 25), figures("off"),
+             Row("Single POST: with metrics, request log and rate limits / without them req/s",
+                 f"{defaults.rate / off.rate:.2f}×", "≥ 0.9×", defaults.rate >= 0.9 * off.rate)]
     production = [key for key in results if key not in ("first", "sync")]
     errors = sum(results[key].errors for key in production)
     requests = sum(results[key].requests for key in production)
