@@ -87,15 +87,19 @@ def require_nginx():
         pytest.skip(reason)
 
 
+# Rate limits are off unless a test sets them, as in the testing settings: most tests post faster than a device.
+NO_RATE_LIMITS = {"CANARY_LIMIT_DEVICE_WRITES": "0", "CANARY_LIMIT_INGEST_TOKEN": "0", "CANARY_LIMIT_READ_TOKEN": "0"}
+
+
 class ProductionServer:
-    """One `python serve.py` in its own session, with only the settings given."""
+    """One `python serve.py` in its own session, with only the settings given (and no rate limits unless given)."""
 
     def __init__(self, log_path, database_url, workers=2, tls=None, **settings):
         self.port, self.tls = free_port(), tls
         self.log_path = log_path
         self.env = {key: value for key, value in os.environ.items() if key not in SERVER_SETTINGS}
         self.env.update({"DATABASE_URL": database_url, "BIND": f"127.0.0.1:{self.port}",
-                         "WEB_CONCURRENCY": str(workers), "CANARY_AUTH": "open", **settings})
+                         "WEB_CONCURRENCY": str(workers), "CANARY_AUTH": "open", **NO_RATE_LIMITS, **settings})
         self.process = None
 
     def start(self):
