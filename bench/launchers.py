@@ -228,11 +228,16 @@ class Server:
         """Return the end of the server's log."""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def kill(self):
+        """Kill every process of the server at once with SIGKILL, as a power cut would."""
+        self.stop(timeout=None)
+
     def stop(self, timeout=25):
-        """Stop the server with SIGTERM, then SIGKILL every process group left in its session."""
+        """Stop the server with SIGTERM (None: at once with SIGKILL), then SIGKILL every process group left in its
+        session."""
         if self.process is None:
             return
-        if self.process.poll() is None:
+        if self.process.poll() is None and timeout is not None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=timeout)
@@ -251,6 +256,9 @@ class Server:
             except ProcessLookupError:
                 pass
         self.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while self.session_processes() and time.monotonic() < deadline:  # the port is free once they are all gone
+            time.sleep(0.05)
 
 
 def _cmdline(pid):
