@@ -238,7 +238,7 @@ def bench_schemathesis(url):
             [launchers.PYTHON, "-m", "schemathesis.cli", "--config-file", str(config), "run",
              f"http://{load.HOST}:{server.port}/openapi.json", "--checks", "all", "--exclude-checks",
              "positive_data_acceptance", "--max-examples", "50", "--workers", "1", "--no-color"],
-            capture_output=True, text=True, timeout=1800)
+            capture_output=True, text=True, timeout=1800, cwd=launchers.DATA_DIR)  # its .schemathesis folder there
         seconds = time.monotonic() - began
     finally:
         server.stop()
