@@ -68,6 +68,12 @@ def create_schema(url):
     subprocess.run([sys.executable, "-c", program], cwd=REPO, env=env, check=True, timeout=300)
 
 
+def reset_schema(database, schema):
+    """Empty a PostgreSQL schema of every table, trigger function and migration stamp, so the app makes it anew."""
+    database.query(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    database.query(f'CREATE SCHEMA "{schema}"')
+
+
 def generate(url, count, seed=20240101):
     """Recreate the database with the app's schema, bulk-load the history, then ANALYZE."""
     url = make_url(url)
@@ -77,7 +83,7 @@ def generate(url, count, seed=20240101):
             Path(url.database + suffix).unlink(missing_ok=True)
     else:
         database = Database(url)
-        database.query("DROP TABLE IF EXISTS readings")
+        reset_schema(database, "public")
         database.close()
     create_schema(url)
     database = Database(url)
@@ -127,8 +133,7 @@ def generate_fleet(url, devices, per_device, seed=20240102):
             Path(url.database + suffix).unlink(missing_ok=True)
     else:
         database = Database(url.difference_update_query(["options"]))
-        database.query(f'CREATE SCHEMA IF NOT EXISTS "{FLEET_SCHEMA}"')
-        database.query(f'DROP TABLE IF EXISTS "{FLEET_SCHEMA}".readings')
+        reset_schema(database, FLEET_SCHEMA)
         database.close()
     create_schema(url)
     database = Database(url)

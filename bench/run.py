@@ -67,7 +67,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: a new SQLite file in bench/data/)")
     parser.add_argument("--postgres-url", help="also run the single-POST rounds on this PostgreSQL database "
-                        "(its readings table is dropped and recreated)")
+                        "(its tables are dropped and made anew)")
     parser.add_argument("--quick", action="store_true", help="shorter runs, for trying the benchmark out")
     parser.add_argument("--workers", type=int, default=2, help="app worker processes per server (default 2)")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator, not wrk")
