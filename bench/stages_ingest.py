@@ -8,7 +8,7 @@ import launchers
 import load
 from table import Row, load_figures, note
 
-FLEET = 10_000  # devices the single POSTs are spread over
+FLEET = 10_000  # devices the single POSTs of the fleet-shaped rows are spread over
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Contender:
     server: launchers.Server
     device: str
     token: str | None = None
-    devices: int = FLEET  # spread over this many devices, as a fleet posts; one for a device token
+    devices: int = 1  # or spread over this many devices, as a fleet posts
     results: list = field(default_factory=list)
 
     def drive(self, seconds, use_wrk):
@@ -93,11 +93,13 @@ def bench_single_post(api, previous, url, database, postgres_url, workers, setti
         "sync": Contender(f"readings API of today, gunicorn {workers} sync workers", others["sync"],
                           "bench-post-sync"),
         "tokens": Contender("readings API, tokens mode with a device token", others["tokens"], "bench-tokens",
-                            store_device_token(database, "bench-tokens"), devices=1),
-        "defaults": Contender("readings API, production command with its defaults: metrics, request log, rate "
-                              "limits", others["defaults"], "bench-defaults"),
-        "off": Contender("readings API, production command without metrics, request log or rate limits",
-                         others["off"], "bench-off"),
+                            store_device_token(database, "bench-tokens")),
+        "defaults": Contender(f"readings API, production command with its defaults: metrics, request log, rate "
+                              f"limits, over {FLEET:,} devices", others["defaults"], "bench-defaults", devices=FLEET),
+        "off": Contender(f"readings API, production command without metrics, request log or rate limits, over "
+                         f"{FLEET:,} devices", others["off"], "bench-off", devices=FLEET),
+        "previous_fleet": Contender(f"readings API as of {launchers.PREVIOUS_RELEASE[:7]}, its production command, "
+                                    f"over {FLEET:,} devices", previous, "bench-fleet-previous", devices=FLEET),
     }
     if postgres_url:
         contenders["postgres"] = Contender("readings API on PostgreSQL, production command", others["postgres"],
@@ -149,7 +151,11 @@ def single_post_rows(results, contenders, load_shape):
     defaults, off = results["defaults"], results["off"]
     rows += [figures("defaults", "p99 ≤ 25 ms", defaults.p99_ms <= 25), figures("off"),
              Row("Single POST: with metrics, request log and rate limits / without them req/s",
-                 f"{defaults.rate / off.rate:.2f}×", "≥ 0.9×", defaults.rate >= 0.9 * off.rate)]
+                 f"{defaults.rate / off.rate:.2f}×", "≥ 0.9×", defaults.rate >= 0.9 * off.rate),
+             figures("previous_fleet"),
+             Row(f"Single POST over {FLEET:,} devices: without metrics, request log or rate limits / "
+                 f"{launchers.PREVIOUS_RELEASE[:7]} req/s", f"{off.rate / results['previous_fleet'].rate:.2f}×",
+                 "≥ 0.9×", off.rate >= 0.9 * results["previous_fleet"].rate)]
     production = [key for key in results if key not in ("first", "sync")]
     errors = sum(results[key].errors for key in production)
     requests = sum(results[key].requests for key in production)

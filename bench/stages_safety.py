@@ -166,15 +166,18 @@ def raw_exchange(port, data, timeout=10):
 
 
 def is_json_error(status, head_text, body):
-    """Tell whether an answer is an error in the API's JSON shape: code, status, message, optional errors."""
+    """Tell whether an answer is an error in the API's JSON shape: code, status, message, request_id (the
+    answer's X-Request-ID), optional errors."""
     if status is None or status < 400 or "content-type: application/json" not in head_text.lower():
         return False
     try:
         error = json.loads(body)
     except ValueError:
         return False
+    request_id = re.search(r"(?im)^x-request-id:\s*(\S+)", head_text)
     return (isinstance(error, dict) and error.get("code") == status and set(error) - {"errors"} ==
-            {"code", "status", "message"} and bool(error["message"]) and bool(error["status"]))
+            {"code", "status", "message", "request_id"} and bool(error["message"]) and bool(error["status"])
+            and request_id is not None and error["request_id"] == request_id.group(1))
 
 
 def bench_malformed(api):
