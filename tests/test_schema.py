@@ -1,7 +1,9 @@
 """The schema the app creates: its types, its indexes, on PostgreSQL a hypertable-ready key, and the tokens table."""
+import flask_migrate
 import pytest
 import sqlalchemy as sa
 
+from canary.schema import MIGRATIONS
 from models import Token, db
 
 # Every insert updates each index, so the schema keeps to the one covering index the queries need.
@@ -76,3 +78,28 @@ def test_tokens_table_refuses_a_digest_twice_and_a_device_token_without_device(a
             with pytest.raises(sa.exc.IntegrityError):
                 connection.execute(sa.insert(Token.__table__), bad)
             connection.rollback()
+
+
+def test_migration_0003_keeps_tokens_and_adds_the_metrics_kind_and_idempotency_keys(app):
+    rows = [{"digest": f"{number}" * 64, "kind": kind, "device_uuid": "dev-1" if kind == "device" else None,
+             "label": kind, "created_at": number} for number, kind in enumerate(("device", "ingest", "read"), 1)]
+    metrics = {"digest": "9" * 64, "kind": "metrics", "device_uuid": None, "label": None, "created_at": 9}
+    with app.app_context():
+        app.extensions["canary_schema"].ensure()
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0002")
+        assert "idempotency_keys" not in sa.inspect(db.engine).get_table_names()
+        with db.engine.connect() as connection:
+            connection.execute(sa.insert(Token.__table__), rows)
+            connection.commit()
+            with pytest.raises(sa.exc.IntegrityError):
+                connection.execute(sa.insert(Token.__table__), metrics)
+        flask_migrate.upgrade(directory=str(MIGRATIONS))
+        assert "idempotency_keys" in sa.inspect(db.engine).get_table_names()
+        with db.engine.connect() as connection:
+            kept = connection.execute(sa.select(Token.digest, Token.kind, Token.device_uuid, Token.label,
+                                                Token.created_at).order_by(Token.created_at)).all()
+            connection.execute(sa.insert(Token.__table__), metrics)
+            connection.commit()
+            with pytest.raises(sa.exc.IntegrityError):  # the other checks survived the table's recreation
+                connection.execute(sa.insert(Token.__table__), {**metrics, "digest": "8" * 64, "kind": "admin"})
+    assert [tuple(row) for row in kept] == [tuple(row.values()) for row in rows]
