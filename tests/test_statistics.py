@@ -169,3 +169,9 @@ def test_describe_matches_statistics(values):
 
 def test_describe_empty_histogram_is_count_zero_and_null_statistics():
     assert metrics.describe([]) == {"count": 0, **dict.fromkeys(metrics.STATISTICS)}
+
+
+@given(st.lists(st.one_of(st.integers(-40, 60), st.integers(-400, 600).map(lambda tenths: tenths / 10)), max_size=40))
+def test_describe_real_values_matches_statistics(values):
+    # Tables written by other tools may hold REAL values, which take describe's general path.
+    assert metrics.describe(histogram(values)) == oracles.describe(values)

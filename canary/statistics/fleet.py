@@ -10,6 +10,7 @@ readings otherwise, in one pass that the database sorts by count.
 """
 import heapq
 import itertools
+import operator
 
 import msgspec
 import sqlalchemy as sa
@@ -40,7 +41,10 @@ _decode_values = msgspec.json.Decoder(list[int]).decode
 def summary_row(device_uuid, histogram):
     """Return a device's row of the summary."""
     statistics = metrics.describe(histogram)
-    return {"device_uuid": device_uuid, **{name: statistics[key] for key, name in SUMMARY_NAMES.items()}}
+    return {"device_uuid": device_uuid, "number_of_readings": statistics["count"], "max_reading_value":
+            statistics["max"], "median_reading_value": statistics["median"], "mean_reading_value":
+            statistics["mean"], "quartile_1_value": statistics["quartile_1"], "quartile_3_value":
+            statistics["quartile_3"]}
 
 
 def summary(type, start=None, end=None, limit=None, offset=0, sort=DEFAULT_SORT, order=None, chunk_rows=1000):
@@ -174,15 +178,24 @@ def _device_histograms(connection, type, cover):
                            + " ORDER BY device_uuid", parameters, STREAM_ROWS)
                for part in _batches(list(enumerate(arms)), ARMS_PER_QUERY)]
     rows = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda row: row[0])
-    device, total = None, None
-    for row_device, sign, text, values in rows:
-        if row_device != device:
-            if device is not None:
-                yield device, _finished(device, total)
-            device, total = row_device, {}
+    for device, pieces in itertools.groupby(rows, operator.itemgetter(0)):
+        yield device, _merged(device, pieces)
+
+
+def _batches(items, size):
+    """Return items in lists of at most size."""
+    return [items[first:first + size] for first in range(0, len(items), size)]
+
+
+def _merged(device, pieces):
+    """Return the sum of a device's signed pieces as a histogram, [(value, count)] ascending, counts > 0."""
+    total = None
+    for _, sign, text, values in pieces:
+        if total is None:
             if text is not None and sign == 1:  # usually the coarsest bucket: taken whole
                 total = _decode(text)
                 continue
+            total = {}
         if text is None:  # a raw range's values
             for value in _decode_values(values):
                 total[value] = total.get(value, 0) + sign
@@ -192,19 +205,10 @@ def _device_histograms(connection, type, cover):
         else:
             for value, count in _decode(text).items():
                 total[value] = total.get(value, 0) - count
-    if device is not None:
-        yield device, _finished(device, total)
-
-
-def _batches(items, size):
-    """Return items in lists of at most size."""
-    return [items[first:first + size] for first in range(0, len(items), size)]
-
-
-def _finished(device, total):
-    """Return a device's merged counts as a histogram, [(value, count)] ascending, without the values at 0."""
-    histogram = sorted(item for item in total.items() if item[1])
-    if histogram and min(count for _, count in histogram) < 0:
+    histogram = sorted(total.items())
+    if 0 in total.values():
+        histogram = [item for item in histogram if item[1]]
+    if histogram and min(total.values()) < 0:
         raise rollups.InconsistentRollups(f"negative count for {device}")
     return histogram
 
