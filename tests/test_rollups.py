@@ -96,8 +96,12 @@ def test_rollups_answer_as_the_raw_readings_for_any_window(rollup_app, answers, 
 
 
 @pytest.fixture
-def rollup_app(make_app):
-    """An app whose readings came every way clients send them, with the rollups serving."""
+def rollup_app(make_app, monkeypatch):
+    """An app whose readings came every way clients send them, with the rollups serving.
+
+    Its readings are few, and the fleet summary would read most windows raw: it reads the rollups however sparse.
+    """
+    monkeypatch.setattr(fleet, "DENSE", 0)
     application = make_app()
     client = application.test_client()
     post_all(client, readings(1, 1500))
@@ -226,6 +230,23 @@ def test_summary_of_a_decade_merges_more_buckets_than_one_query_takes(rollup_app
     assert len(planner.cover(window["start"], window["end"] + 1)) > fleet.ARMS_PER_QUERY
     rows = answers(client, "/devices/summary/", window).get_json()
     assert sum(row["number_of_readings"] for row in rows) > 2000
+
+
+@pytest.mark.parametrize("per_week, reads_raw", [(1, True), (12, False)])
+def test_summary_reads_raw_readings_where_rollups_hold_about_one_each(make_app, answers, monkeypatch, per_week,
+                                                                        reads_raw):
+    application = make_app()
+    rng = random.Random(per_week)
+    insert_directly(application, [{"device_uuid": f"dev-{device}", "type": "temperature", "value": rng.randint(0, 100),
+                                   "date_created": START + week * 7 * 86_400 + rng.randrange(600)}
+                                  for device in range(20) for week in range(8) for _ in range(per_week)])
+    grouped = []
+    original = fleet.groupings.device_histograms
+    monkeypatch.setattr(fleet.groupings, "device_histograms", lambda *args: grouped.append(args) or original(*args))
+    window = {"type": "temperature", "start": START - 3600, "end": START + 8 * 7 * 86_400}
+    rows = answers(application.test_client(), "/devices/summary/", window).get_json()
+    assert len(rows) == 20 and sum(row["number_of_readings"] for row in rows) == 20 * 8 * per_week
+    assert len(grouped) == (2 if reads_raw else 1)  # the answer from the raw readings, and maybe the one served
 
 
 def test_a_database_of_the_previous_release_is_stamped_and_rebuilt(tmp_path, answers):

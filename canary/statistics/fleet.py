@@ -6,7 +6,8 @@ streams merge into one histogram per device. An hour's rollups name the devices 
 it, so the raw readings of an edge are read device by device through the readings index. Rows
 are sorted in memory as encoded JSON (a few hundred bytes a device), except for the default order
 over whole buckets, whose page of devices the rollups' totals give directly. From the raw
-readings otherwise, in one pass that the database sorts by count.
+readings otherwise, or where a sample of the rollup rows finds about one reading a row, in one
+pass that the database sorts by count.
 """
 import heapq
 import itertools
@@ -33,6 +34,8 @@ SUMMARY_NAMES = {  # a device's statistic -> its key in a summary row
 SORTS = ("device_uuid", *SUMMARY_NAMES.values())
 DEFAULT_SORT = "number_of_readings"
 STREAM_ROWS = 2000  # rows a stream fetches at a time: each piece's rows stream, never all at once
+DENSE = 2  # readings a rollup row holds on average, from which the rollups answer faster than the readings
+SAMPLE_ROWS = 64  # rows of each bucket that estimate it
 ARMS_PER_QUERY = 400  # SQLite refuses a UNION of more than 500 SELECTs: a longer cover merges several queries
 _decode = msgspec.json.Decoder(dict[int, int]).decode
 _decode_values = msgspec.json.Decoder(list[int]).decode
@@ -106,6 +109,8 @@ def _rollup_rows(connection, type, start, end, sort, order, limit, offset):
         return None
     if any(isinstance(piece, Raw) and piece.high >= planner.ROLLUP_HORIZON for _, piece in cover):
         return None  # no hour's rollups name the devices there
+    if _readings_per_row(connection, type, cover) < DENSE:
+        return None  # about a rollup row a reading: merging the rows costs more than grouping the readings
     excepted = rollups.excepted_devices(connection, type)
     if (sort, order) == (DEFAULT_SORT, "desc") and limit is not None and not excepted and all(
             sign > 0 and isinstance(piece, Block) for sign, piece in cover):
@@ -128,6 +133,21 @@ def _span(connection, type, start, end):
     if bounds[0] is None:
         return None
     return (bounds[0] if start is None else start), (bounds[1] + HOUR - 1 if end is None else end)
+
+
+def _readings_per_row(connection, type, cover):
+    """Return how many readings a rollup row of the cover's buckets holds, from a sample of each bucket's rows."""
+    blocks = [piece for sign, piece in cover if sign > 0 and isinstance(piece, Block)][:ARMS_PER_QUERY]
+    if not blocks:
+        return DENSE
+    arms = [f"SELECT * FROM (SELECT total FROM rollups WHERE type = :type AND level = CAST(:width_{n} AS INTEGER) "
+            f"AND bucket = CAST(:start_{n} AS BIGINT) LIMIT {SAMPLE_ROWS}) AS sample_{n}" for n in range(len(blocks))]
+    parameters = {"type": type}
+    for number, block in enumerate(blocks):
+        parameters.update({f"width_{number}": block.width, f"start_{number}": block.start})
+    rows, readings = connection.execute(sa.text(f"SELECT COUNT(*), SUM(total) FROM ({' UNION ALL '.join(arms)}) "
+                                                f"AS samples"), parameters).one()
+    return readings / rows if rows else DENSE
 
 
 def _page_by_totals(connection, type, blocks, limit, offset):
