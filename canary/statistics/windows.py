@@ -18,14 +18,14 @@ MAX_PIECES = 5_000  # past this many buckets the window is sparse enough to read
 def fetch_span(connection, filters):
     """Return the first and last date_created >= 0 of the matching readings, or None if none match.
 
-    Two seeks to either end of the index: SQLite scans for MIN and MAX in one query.
+    Two seeks to either end of the index, in one statement: SQLite scans for MIN and MAX in one query.
     """
     statement = matching(sa.select(SensorData.date_created), **filters).where(
         SensorData.date_created >= 0, SensorData.value.is_not(None))
-    first = connection.execute(statement.order_by(SensorData.date_created).limit(1)).scalar()
-    if first is None:
-        return None
-    return first, connection.execute(statement.order_by(SensorData.date_created.desc()).limit(1)).scalar()
+    first, last = connection.execute(sa.select(
+        statement.order_by(SensorData.date_created).limit(1).scalar_subquery(),
+        statement.order_by(SensorData.date_created.desc()).limit(1).scalar_subquery())).one()
+    return None if first is None else (first, last)
 
 
 def fetch_histogram(connection, filters):
