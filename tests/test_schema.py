@@ -1,7 +1,11 @@
 """The schema the app creates: its types, its indexes, on PostgreSQL a hypertable-ready key, and the tokens table."""
+import json
+
 import flask_migrate
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from canary.schema import MIGRATIONS
 from models import Token, db
@@ -103,3 +107,32 @@ def test_migration_0003_keeps_tokens_and_adds_the_metrics_kind_and_idempotency_k
             with pytest.raises(sa.exc.IntegrityError):  # the other checks survived the table's recreation
                 connection.execute(sa.insert(Token.__table__), {**metrics, "digest": "8" * 64, "kind": "admin"})
     assert [tuple(row) for row in kept] == [tuple(row.values()) for row in rows]
+
+
+
+histograms = st.dictionaries(st.integers(0, 100).map(str), st.integers(1, 1000), max_size=20)
+changes = st.dictionaries(st.integers(0, 100).map(str), st.integers(-1000, 1000), max_size=5)
+
+
+@pytest.fixture
+def postgres_connection(postgres_database_uri):
+    """A connection to a PostgreSQL schema migrated to the head revision, for the functions it defines."""
+    from app import create_app
+
+    application = create_app({"SQLALCHEMY_DATABASE_URI": postgres_database_uri, "ROLLUP_BUILDER": False})
+    with application.app_context():
+        application.extensions["canary_schema"].ensure()
+        with db.engine.connect() as connection:
+            yield connection
+        db.engine.dispose()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=histograms, b=changes, data=st.data())
+def test_postgresql_histogram_sum_matches_counting(postgres_connection, a, b, data):
+    emptied = data.draw(st.sets(st.sampled_from(sorted(a)))) if a else set()
+    b = {**b, **{key: -a[key] for key in emptied}}  # the readings of some values all taken off
+    summed = postgres_connection.execute(sa.text("SELECT canary_hist_add(CAST(:a AS jsonb), CAST(:b AS jsonb))"),
+                                         {"a": json.dumps(a), "b": json.dumps(b)}).scalar()
+    expected = {key: a.get(key, 0) + b.get(key, 0) for key in {*a, *b}}
+    assert summed == {key: count for key, count in expected.items() if count != 0}
