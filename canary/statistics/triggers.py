@@ -78,6 +78,12 @@ def sqlite_triggers():
 _PG_LEVELS = ", ".join(f"({width}, {offset})" for width, offset in LEVELS)
 
 
+# Counts that only grow need no check for zeros, nor a function call per row: the added values are
+# summed inline, and concatenation (||) keeps the others.
+_ADDED = ("r.hist || (SELECT jsonb_object_agg(key, coalesce((r.hist ->> key)::bigint, 0) + value::bigint) "
+          "FROM jsonb_each_text(EXCLUDED.hist))")
+
+
 def _pg_apply(rows, sign):
     """Return the statements adding (sign 1) or taking off (-1) the rollable readings of a transition table."""
     return f"""
@@ -92,8 +98,9 @@ def _pg_apply(rows, sign):
     GROUP BY type, level, bucket, device_uuid
     ORDER BY type, level, bucket, device_uuid
     ON CONFLICT (type, level, bucket, device_uuid) DO UPDATE
-        SET hist = canary_hist_add(r.hist, EXCLUDED.hist), total = r.total + EXCLUDED.total;
+        SET hist = {_ADDED if sign > 0 else "canary_hist_add(r.hist, EXCLUDED.hist)"}, total = r.total + EXCLUDED.total;
     """
+
 
 
 def _pg_exceptions(rows):
@@ -119,9 +126,9 @@ HIST_ADD = """CREATE OR REPLACE FUNCTION canary_hist_add(a jsonb, b jsonb) RETUR
     FROM (SELECT key, coalesce((a ->> key)::bigint, 0) + value::bigint AS total FROM jsonb_each_text(b)) AS sums $$"""
 
 
-def postgresql_statements():
-    """Return the statements that create PostgreSQL's functions and triggers, replacing any there are."""
-    statements = [
+def postgresql_functions():
+    """Return the statements that create (or replace) PostgreSQL's functions, which the triggers call by name."""
+    return [
         HIST_ADD,
         _pg_function("canary_rollups_on_insert", _pg_apply("new_rows", 1) + _pg_exceptions("new_rows")),
         _pg_function("canary_rollups_on_delete", _pg_apply("old_rows", -1)),
@@ -129,6 +136,11 @@ def postgresql_statements():
                      _pg_apply("old_rows", -1) + _pg_apply("new_rows", 1) + _pg_exceptions("new_rows")),
         _pg_function("canary_rollups_on_truncate", "DELETE FROM rollups; DELETE FROM rollup_exceptions;"),
     ]
+
+
+def postgresql_statements():
+    """Return the statements that create PostgreSQL's functions and triggers, replacing any there are."""
+    statements = postgresql_functions()
     for name, event, tables, function in (
             ("canary_rollups_insert", "INSERT", "REFERENCING NEW TABLE AS new_rows", "canary_rollups_on_insert"),
             ("canary_rollups_delete", "DELETE", "REFERENCING OLD TABLE AS old_rows", "canary_rollups_on_delete"),

@@ -1,5 +1,8 @@
 """PostgreSQL's triggers sum histograms by walking the added counts only, not both histograms.
 
+The functions are replaced, the triggers left as they are: a table whose triggers are gone stays
+unarmed until the rollups are rebuilt.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-07
@@ -16,8 +19,9 @@ depends_on = None
 
 def upgrade():
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(triggers.HIST_ADD)
+        for statement in triggers.postgresql_functions():
+            op.execute(statement)
 
 
 def downgrade():
-    """Keep the function: the two versions return the same sums."""
+    """Keep the functions: both versions count the same."""
