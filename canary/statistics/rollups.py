@@ -172,11 +172,22 @@ def note_exception(connection, device_uuid, reading_type):
 
 def replace(connection, rows):
     """Write rollup rows (dicts of every column), replacing the rows with the same keys."""
-    insert = (sa.dialects.postgresql.insert if connection.dialect.name == "postgresql" else sa.dialects.sqlite.insert)
-    statement = insert(Rollup)
+    if connection.dialect.name == "postgresql":
+        # One statement and one parameter for all the rows: psycopg's executemany costs a round of its
+        # pipeline per row, half of a rebuild's time.
+        connection.execute(_REPLACE_POSTGRESQL, {"rows": msgspec.json.encode(rows).decode()})
+        return
+    statement = sa.dialects.sqlite.insert(Rollup)
     connection.execute(statement.on_conflict_do_update(
         index_elements=["type", "level", "bucket", "device_uuid"],
         set_={"hist": statement.excluded.hist, "total": statement.excluded.total}), rows)
+
+
+_REPLACE_POSTGRESQL = sa.text(
+    "INSERT INTO rollups (type, level, bucket, device_uuid, hist, total) "
+    "SELECT type, level, bucket, device_uuid, hist, total FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+    "AS r(type text, level integer, bucket bigint, device_uuid text, hist jsonb, total bigint) "
+    "ON CONFLICT (type, level, bucket, device_uuid) DO UPDATE SET hist = EXCLUDED.hist, total = EXCLUDED.total")
 
 
 _VALUE_PATH = "'$.\"' || :value || '\"'"
