@@ -57,11 +57,11 @@ def locate(histogram, rank):
 class _Ranks:
     """A histogram's values and the running totals of their counts, to find any rank by bisection."""
 
-    __slots__ = ("count", "ends", "values")
+    __slots__ = ("count", "counts", "ends", "values")
 
     def __init__(self, histogram):
-        self.values, counts = zip(*histogram)
-        self.ends = list(itertools.accumulate(counts))
+        self.values, self.counts = zip(*histogram)
+        self.ends = list(itertools.accumulate(self.counts))
         self.count = self.ends[-1]
 
     def value_at(self, rank):
@@ -70,10 +70,11 @@ class _Ranks:
 
     def middle(self, first, length):
         """Return the median of the `length` sorted values starting at rank `first`."""
-        lower = self.value_at(first + (length - 1) // 2)
+        values, ends = self.values, self.ends  # bisected inline: a fleet summary asks 300,000 times
+        lower = values[bisect.bisect_right(ends, first + (length - 1) // 2)]
         if length % 2:
             return as_number(lower)
-        return exact_ratio(lower + self.value_at(first + length // 2), 2)
+        return exact_ratio(lower + values[bisect.bisect_right(ends, first + length // 2)], 2)
 
     def hinges(self):
         """Return Tukey's hinges: the medians of the lower and upper halves, the median in both when odd."""
@@ -118,46 +119,17 @@ def describe(histogram):
     """Return the count and every statistic of a histogram; each statistic None when it is empty."""
     if not histogram:
         return {"count": 0, **dict.fromkeys(STATISTICS)}
-    values, counts = zip(*histogram)
-    whole = sum(map(operator.mul, values, counts))
-    if not isinstance(whole, int):
-        return _described(histogram)
-    # Integer values, as every rollup holds: the same statistics inline, since describe runs once per
-    # bucket or device and a fleet summary calls it 100,000 times.
-    ends = list(itertools.accumulate(counts))
-    count = ends[-1]
-    half = (count + 1) // 2
-    return {
-        "count": count,
-        "min": values[0],
-        "max": values[-1],
-        "mean": exact_ratio(whole, count),
-        "median": _middle(values, ends, 0, count),
-        "mode": values[counts.index(max(counts))],  # the first of equal counts: the smallest value
-        "quartile_1": _middle(values, ends, 0, half),
-        "quartile_3": _middle(values, ends, count - half, half),
-    }
-
-
-def _middle(values, ends, first, length):
-    """Return the median of the `length` integer values from rank `first`, given their counts' running totals."""
-    lower = values[bisect.bisect_right(ends, first + (length - 1) // 2)]
-    if length % 2:
-        return lower
-    twice = lower + values[bisect.bisect_right(ends, first + length // 2)]
-    return twice // 2 if twice % 2 == 0 else twice / 2
-
-
-def _described(histogram):
-    ranks = _Ranks(histogram)  # shared by the median and the hinges
+    ranks = _Ranks(histogram)  # shared by the median and the hinges: describe runs once per bucket or device
     quartile_1, quartile_3 = ranks.hinges()
+    values, counts = ranks.values, ranks.counts
+    whole = sum(map(operator.mul, values, counts))
     return {
         "count": ranks.count,
-        "min": as_number(ranks.values[0]),
-        "max": as_number(ranks.values[-1]),
-        "mean": mean(histogram),
+        "min": as_number(values[0]),
+        "max": as_number(values[-1]),
+        "mean": exact_ratio(whole, ranks.count) if isinstance(whole, int) else mean(histogram),
         "median": ranks.middle(0, ranks.count),
-        "mode": mode(histogram),
+        "mode": as_number(values[counts.index(max(counts))]),  # the first of equal counts: the smallest value
         "quartile_1": quartile_1,
         "quartile_3": quartile_3,
     }

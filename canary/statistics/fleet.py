@@ -23,15 +23,6 @@ from canary.statistics.planner import HOUR, Block, Raw
 from canary.web.json import encode
 from models import Rollup, db
 
-SUMMARY_NAMES = {  # a device's statistic -> its key in a summary row
-    "count": "number_of_readings",
-    "max": "max_reading_value",
-    "median": "median_reading_value",
-    "mean": "mean_reading_value",
-    "quartile_1": "quartile_1_value",
-    "quartile_3": "quartile_3_value",
-}
-SORTS = ("device_uuid", *SUMMARY_NAMES.values())
 DEFAULT_SORT = "number_of_readings"
 STREAM_ROWS = 2000  # rows a stream fetches at a time: each piece's rows stream, never all at once
 DENSE = 2  # readings a rollup row holds on average, from which the rollups answer faster than the readings
@@ -44,10 +35,10 @@ _decode_values = msgspec.json.Decoder(list[int]).decode
 def summary_row(device_uuid, histogram):
     """Return a device's row of the summary."""
     statistics = metrics.describe(histogram)
-    return {"device_uuid": device_uuid, "number_of_readings": statistics["count"], "max_reading_value":
-            statistics["max"], "median_reading_value": statistics["median"], "mean_reading_value":
-            statistics["mean"], "quartile_1_value": statistics["quartile_1"], "quartile_3_value":
-            statistics["quartile_3"]}
+    return {"device_uuid": device_uuid, "number_of_readings": statistics["count"],
+            "max_reading_value": statistics["max"], "median_reading_value": statistics["median"],
+            "mean_reading_value": statistics["mean"], "quartile_1_value": statistics["quartile_1"],
+            "quartile_3_value": statistics["quartile_3"]}
 
 
 def summary(type, start=None, end=None, limit=None, offset=0, sort=DEFAULT_SORT, order=None, chunk_rows=1000):

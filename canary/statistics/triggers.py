@@ -102,7 +102,6 @@ def _pg_apply(rows, sign):
     """
 
 
-
 def _pg_exceptions(rows):
     return f"""
     INSERT INTO rollup_exceptions (device_uuid, type)
