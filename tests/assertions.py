@@ -1,5 +1,16 @@
-"""The one check that an answer is an error in the API's JSON shape, for the test client and for raw calls."""
+"""The one check that an answer is an error in the API's JSON shape, for the test client and for raw calls; and
+the one wait for a condition."""
+import time
+
 from werkzeug.http import HTTP_STATUS_CODES
+
+
+def wait_until(condition, timeout=30.0, what="the condition"):
+    """Poll a condition until it holds; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not hold within {timeout} s"
+        time.sleep(0.05)
 
 
 def assert_error(answer, code, with_errors=None):

@@ -24,6 +24,7 @@ from flask.testing import FlaskClient  # noqa: E402
 from app import create_app  # noqa: E402
 from canary.access.tokens import token_digest  # noqa: E402
 from canary.cli.tokens import store_tokens  # noqa: E402
+from canary.statistics import rollups  # noqa: E402
 from models import SensorData, Token, db  # noqa: E402
 
 
@@ -225,3 +226,20 @@ def _reported(terminalreporter, name):
     for report in terminalreporter.stats.get("passed", []):
         if getattr(report, "when", None) == "call":
             yield from (value for key, value in report.user_properties if key == name)
+
+
+@pytest.fixture
+def answers(monkeypatch):
+    """Ask the API a question twice, from the rollups and from the raw readings, and return both answers."""
+
+    def ask(client, path, query):
+        same_id = {"X-Request-ID": "compared"}  # an error body carries the request's id
+        served = client.get(path, query_string=query, headers=same_id)
+        with monkeypatch.context() as raw:
+            raw.setattr(rollups, "serving", lambda *args: False)
+            raw.setattr(rollups, "fleet_serving", lambda *args: False)
+            reference = client.get(path, query_string=query, headers=same_id)
+        assert (served.status_code, served.get_json()) == (reference.status_code, reference.get_json()), (path, query)
+        return served
+
+    return ask

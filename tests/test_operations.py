@@ -5,12 +5,11 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from assertions import assert_error
+from assertions import assert_error, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from serving import call
 
@@ -41,13 +40,6 @@ def stored(url):
             return connection.execute(sa.text("SELECT count(*) FROM readings")).scalar()
     finally:
         engine.dispose()
-
-
-def wait_until(condition, timeout=30.0, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not hold within {timeout} s"
-        time.sleep(0.05)
 
 
 def post_many(port, paths, workers=8):
