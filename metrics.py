@@ -12,8 +12,7 @@ import logging
 import operator
 from fractions import Fraction
 
-from canary.database import read_snapshot
-from canary.statistics import rollups, windows
+from canary.statistics import folding, rollups, windows
 from models import db
 
 log = logging.getLogger(__name__)
@@ -141,7 +140,7 @@ def compute(metric, filters):
     The histogram comes from the rollups where they serve (canary/statistics/windows.py), and one
     read snapshot holds for the histogram and the reading that min, max and median return.
     """
-    with read_snapshot(db.engine) as connection:
+    with folding.snapshot(db.engine) as connection:
         source = windows.window(connection, filters)
         try:
             return _compute(metric, source)

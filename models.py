@@ -105,6 +105,8 @@ class RollupState(db.Model):
     frontier_device: Mapped[str | None] = mapped_column(sa.String(64))
     frontier_type: Mapped[str | None] = mapped_column(sa.String(16))
     frontier_date: Mapped[int | None] = mapped_column(sa.BigInteger())
+    # SQLite: the rollups count every reading up to this rowid; the ones after it wait for a fold.
+    folded_rowid: Mapped[int | None] = mapped_column(sa.BigInteger())
     builder: Mapped[str | None] = mapped_column(sa.String(64))  # who holds the rebuild's lease, and until when
     lease_until: Mapped[float | None] = mapped_column(sa.Float())
 
@@ -118,12 +120,19 @@ class RollupException(db.Model):
     type: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
 
 
-class RollupPause(db.Model):
-    """A row here, inside a SQLite write transaction, tells the insert trigger that the app adds the histograms."""
+class RollupLog(db.Model):
+    """On PostgreSQL, readings inserted but not yet folded into the rollups; SQLite's are the rows past folded_rowid.
 
-    __tablename__ = "rollup_pause"
+    The rows are a heap without a key: the insert trigger appends them, a fold takes them off by ctid.
+    """
 
-    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)
+    __tablename__ = "rollup_log"
+    __mapper_args__ = {"primary_key": ["device_uuid", "type", "date_created", "value"]}  # for the ORM only
+
+    device_uuid: Mapped[str] = mapped_column(sa.String(64))
+    type: Mapped[str] = mapped_column(sa.String(16))
+    value: Mapped[int] = mapped_column(sa.Integer())
+    date_created: Mapped[int] = mapped_column(sa.BigInteger())
 
 
 class IdempotencyKey(db.Model):

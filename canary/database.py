@@ -3,7 +3,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import sqlalchemy as sa
 
@@ -154,9 +154,12 @@ def read_snapshot(engine):
 
 
 @contextmanager
-def write_transaction(engine):
-    """Yield a connection inside a transaction that holds the write lock, committing on exit."""
-    with writers_queue(engine), engine.connect() as connection:
+def write_transaction(engine, queued=False):
+    """Yield a connection inside a transaction that holds the write lock, committing on exit.
+
+    `queued` says the caller already holds writers_queue, which a second flock of the thread would release.
+    """
+    with nullcontext() if queued else writers_queue(engine), engine.connect() as connection:
         connection.execution_options(write=True)
         with connection.begin():
             yield connection

@@ -1,7 +1,6 @@
 """Storing readings: a batch in one transaction, a single reading in a commit shared with its neighbours.
 
-The rollups' triggers count what is stored; a batch on SQLite counts its readings itself instead,
-as a few merged rows, since SQLite's triggers run once per row (canary/statistics/triggers.py).
+Stored readings wait for a fold to count them in the rollups (canary/statistics/folding.py).
 """
 import sqlalchemy as sa
 
@@ -9,8 +8,7 @@ from canary.database import database_file, write_transaction
 from canary.ingest import idempotency
 from canary.ingest.group_commit import CommitGroup
 from canary.monitoring.instruments import READINGS
-from canary.statistics import rollups
-from models import RollupPause, SensorData, db
+from models import SensorData, db
 
 _INSERT = sa.insert(SensorData.__table__)
 
@@ -20,13 +18,7 @@ def insert_readings(readings, via, key=None, response=None):
     with write_transaction(db.engine) as connection:
         if key is not None:
             idempotency.complete(connection, key, 201, response)
-        if connection.dialect.name != "sqlite" or len(readings) < 2 or not rollups.armed(connection):
-            connection.execute(_INSERT, readings)
-        else:
-            connection.execute(sa.insert(RollupPause).values(id=1))  # seen by this transaction's trigger only
-            connection.execute(_INSERT, readings)
-            connection.execute(sa.delete(RollupPause))
-            rollups.add_batch(connection, readings)
+        connection.execute(_INSERT, readings)
     READINGS.labels(via).inc(len(readings))
 
 

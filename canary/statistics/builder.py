@@ -4,9 +4,10 @@
 the next CHUNK_ROWS or so readings in the index's order, (device, type, date), to the end of a
 week, in one short write transaction that no writer can interleave with (SQLite's write lock;
 a SHARE lock on PostgreSQL's readings table), and moves rollup_state's frontier past them. The
-triggers keep whatever lies behind the frontier exact from then on; answers read raw readings for
-what lies ahead of it. `Builder` runs the steps in a background thread of each app process, one
-process at a time (a lease in rollup_state), and re-arms when the triggers have gone.
+triggers and folds keep whatever lies behind the frontier exact from then on; answers read raw
+readings for what lies ahead of it. `Builder` runs the steps in a background thread of each app
+process, one process at a time (a lease in rollup_state), re-arms when the triggers have gone,
+and folds pending readings into the rollups (canary/statistics/folding.py) every half second.
 """
 import logging
 import os
@@ -18,9 +19,9 @@ import msgspec
 import sqlalchemy as sa
 
 from canary.database import write_transaction
-from canary.statistics import rollups, triggers
+from canary.statistics import folding, rollups, triggers
 from canary.statistics.planner import HOUR, LEVELS, ROLLUP_HORIZON, bucket_start
-from models import Rollup, RollupException, RollupState, SensorData
+from models import Rollup, RollupException, RollupLog, RollupState, SensorData
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 50_000
@@ -43,9 +44,13 @@ def arm(engine):
             connection.exec_driver_sql(statement)
         connection.execute(sa.delete(Rollup))
         connection.execute(sa.delete(RollupException))
+        connection.execute(sa.delete(RollupLog))  # the rebuild counts these readings
         empty = connection.execute(sa.select(sa.literal(1)).select_from(SensorData.__table__).limit(1)).first() is None
         values = {"status": "ready" if empty else "building", "frontier_device": None, "frontier_type": None,
-                  "frontier_date": None}
+                  "frontier_date": None, "folded_rowid": None}
+        if connection.dialect.name == "sqlite":
+            last = sa.text("SELECT coalesce(max(rowid), 0) FROM readings")
+            values["folded_rowid"] = connection.execute(last).scalar()  # the rebuild counts up to here
         if connection.execute(sa.update(RollupState).where(RollupState.id == 1).values(**values)).rowcount == 0:
             connection.execute(sa.insert(RollupState).values(id=1, **values))
     log.info("Rollup triggers armed; rebuilding the rollups of the stored readings")
@@ -74,6 +79,7 @@ def step(engine, chunk_rows=CHUNK_ROWS):
         state = connection.execute(sa.select(RollupState).where(RollupState.id == 1)).first()
         if state is None or state.status != "building":
             return False
+        folding.fold_all(connection)  # so that the readings recomputed here are counted once, not pending too
         after = None if state.frontier_device is None else (
             sa.tuple_(*KEY) >= sa.tuple_(sa.literal(state.frontier_device), sa.literal(state.frontier_type),
                                          sa.literal(state.frontier_date)))
@@ -146,7 +152,7 @@ def build(engine, chunk_rows=CHUNK_ROWS):
 class Builder(threading.Thread):
     """A daemon thread that keeps the rollups armed and built, holding rollup_state's lease while it builds."""
 
-    def __init__(self, engine, idle_seconds=2.0):
+    def __init__(self, engine, idle_seconds=0.5):
         super().__init__(name="canary-rollups", daemon=True)
         self.engine, self.idle_seconds = engine, idle_seconds
         self.identity = f"{socket.gethostname()}:{os.getpid()}"[:64]
@@ -163,15 +169,21 @@ class Builder(threading.Thread):
                 self.stopping.wait(self.idle_seconds)
 
     def tend(self):
-        """Re-arm lost triggers, or take one rebuild step if this process holds the lease; return whether it did."""
+        """Re-arm lost triggers, fold pending readings, or take one rebuild step if this process holds the lease;
+        return whether work is left to do at once."""
         with self.engine.connect() as connection:
             current, is_armed = rollups.state(connection), rollups.armed(connection)
+            waiting = is_armed and folding.pending(connection)
         if current is None:
             return False  # the schema is not migrated yet
         if not is_armed:
             if self.lease():
                 arm(self.engine)
             return True
+        if waiting:
+            with write_transaction(self.engine) as connection:
+                if folding.fold(connection) == folding.FOLD_ROWS:
+                    return True
         return current.status == "building" and self.lease() and step(self.engine)
 
     def lease(self):

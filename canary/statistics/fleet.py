@@ -17,8 +17,8 @@ import msgspec
 import sqlalchemy as sa
 
 import metrics
-from canary.database import read_snapshot, stream_rows
-from canary.statistics import groupings, planner, rollups, windows
+from canary.database import stream_rows
+from canary.statistics import folding, groupings, planner, rollups, windows
 from canary.statistics.planner import HOUR, Block, Raw
 from canary.web.json import encode
 from models import Rollup, db
@@ -44,7 +44,7 @@ def summary_row(device_uuid, histogram):
 def summary(type, start=None, end=None, limit=None, offset=0, sort=DEFAULT_SORT, order=None, chunk_rows=1000):
     """Yield the summary as pieces of one JSON array; the first next() runs the queries and yields None."""
     order = order or ("asc" if sort == "device_uuid" else "desc")
-    with read_snapshot(db.engine) as connection:
+    with folding.snapshot(db.engine) as connection:
         rows = _rollup_rows(connection, type, start, end, sort, order, limit, offset)
         if rows is None:
             rows = _raw_rows(connection, type, start, end, sort, order, limit, offset, chunk_rows)

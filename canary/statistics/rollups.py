@@ -1,6 +1,6 @@
 """Reading the rollups: whether they may answer for a device and type now, and the histograms of pieces.
 
-Every function takes a connection inside one read snapshot (canary.database.read_snapshot), so
+Every function takes a connection inside one read snapshot (canary.statistics.folding.snapshot), so
 that rollup buckets and raw readings come from the same state of the database.
 """
 import msgspec
@@ -9,8 +9,8 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 
 from canary.statistics import triggers
-from canary.statistics.planner import LEVELS, ROLLUP_HORIZON, Block, Raw, bucket_start
-from models import Rollup, RollupException, RollupState
+from canary.statistics.planner import LEVELS, Block, Raw, bucket_start
+from models import Rollup, RollupException, RollupLog, RollupState
 
 _decode = msgspec.json.Decoder(dict[int, int]).decode
 _armed_versions = {}  # SQLite engine URL -> (schema_version, armed), as each process last saw them
@@ -52,13 +52,25 @@ def state(connection):
         return None
 
 
-def _status(connection, device_uuid, reading_type):
-    """Return the state's status and frontier, whether the device and type are excepted and, on PostgreSQL, how
-    many triggers are armed: one statement, as each costs a round trip there. None where the tables are not there."""
+def pending_sql(dialect):
+    """Return a SQL truth: some reading waits to be folded into the rollups (canary/statistics/folding.py)."""
+    if dialect == "postgresql":
+        return sa.exists(sa.select(sa.literal(1)).select_from(RollupLog))
+    last = sa.select(sa.func.coalesce(sa.func.max(sa.column("rowid")), 0)).select_from(sa.table("readings"))
+    return sa.or_(RollupState.folded_rowid.is_(None), last.scalar_subquery() > RollupState.folded_rowid)
+
+
+def _status(connection, device_uuid=None, reading_type=None):
+    """Return the state's status and frontier, whether readings are pending, whether the device and type are
+    excepted and, on PostgreSQL, how many triggers are armed: one statement, as each costs a round trip there.
+    None where the tables are not there."""
+    dialect = connection.dialect.name
     columns = [RollupState.status, RollupState.frontier_device, RollupState.frontier_type,
-               sa.exists().where(RollupException.device_uuid == device_uuid,
-                                 RollupException.type == reading_type).label("excepted")]
-    if connection.dialect.name == "postgresql":
+               pending_sql(dialect).label("pending")]
+    if device_uuid is not None:
+        columns.append(sa.exists().where(RollupException.device_uuid == device_uuid,
+                                         RollupException.type == reading_type).label("excepted"))
+    if dialect == "postgresql":
         columns.append(_TRIGGERS.columns(count=sa.Integer()).scalar_subquery().label("triggers"))
     try:
         return connection.execute(sa.select(*columns).where(RollupState.id == 1)).first()
@@ -69,7 +81,7 @@ def _status(connection, device_uuid, reading_type):
 def serving(connection, device_uuid, reading_type):
     """Tell whether the rollups hold exactly the readings of one device and type."""
     current = _status(connection, device_uuid, reading_type)
-    if current is None or current.excepted or not armed(connection, current):
+    if current is None or current.pending or current.excepted or not armed(connection, current):
         return False
     if current.status == "ready":
         return True
@@ -82,8 +94,8 @@ def serving(connection, device_uuid, reading_type):
 
 def fleet_serving(connection):
     """Tell whether the rollups hold every device's readings, as the fleet summary needs."""
-    current = state(connection)
-    return current is not None and current.status == "ready" and armed(connection)
+    current = _status(connection)
+    return current is not None and current.status == "ready" and not current.pending and armed(connection, current)
 
 
 def excepted_devices(connection, reading_type):
@@ -198,20 +210,13 @@ _ADD_COUNT = (
     f"hist = json_set(hist, {_VALUE_PATH}, coalesce(json_extract(hist, {_VALUE_PATH}), 0) + :count)")
 
 
-def add_batch(connection, readings):
-    """Add a batch's readings to the rollups, each bucket's count of each value once, inside the batch's transaction.
-
-    For SQLite, whose insert trigger runs once per row; the batch's INSERT runs with the trigger
-    paused (rollup_pause), so the readings are counted here once: a prepared upsert per bucket and
-    value, run by sqlite3's executemany. PostgreSQL's trigger already counts a statement's rows together.
-    """
+def add_counts(connection, readings):
+    """Add readings, (device_uuid, type, value, date_created) each, to the rollups: each bucket's count of each
+    value in one upsert, run by sqlite3's executemany. For SQLite's folds; PostgreSQL's fold is one statement."""
     counts = {}
-    for reading in readings:
-        date = reading["date_created"]
-        if not 0 <= date < ROLLUP_HORIZON:
-            continue  # the rollups hold no reading so late; the planner reads it raw
+    for device, reading_type, value, date in readings:
         for width, offset in LEVELS:
-            key = (reading["type"], width, bucket_start(date, width, offset), reading["device_uuid"], reading["value"])
+            key = (reading_type, width, bucket_start(date, width, offset), device, value)
             counts[key] = counts.get(key, 0) + 1
     if counts:
         connection.exec_driver_sql(_ADD_COUNT, [

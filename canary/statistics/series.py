@@ -9,8 +9,7 @@ one pass that numbers each reading's bucket.
 import itertools
 
 import metrics
-from canary.database import read_snapshot
-from canary.statistics import buckets, groupings, planner, rollups, windows
+from canary.statistics import buckets, folding, groupings, planner, rollups, windows
 from models import db
 from schemas import MAX_EPOCH_SECONDS
 
@@ -27,7 +26,7 @@ def series(device_uuid, filters, interval, zone, keep_empty):
     Raise buckets.TooManyBuckets, buckets.OutOfCalendar or EndsPastLastDate for a span the interval cannot bucket.
     """
     filters = {"device_uuid": device_uuid, **filters}
-    with read_snapshot(db.engine) as connection:
+    with folding.snapshot(db.engine) as connection:
         first, last = filters["start"], filters["end"]
         if first is None or last is None:
             span = windows.fetch_span(connection, filters)

@@ -1,15 +1,20 @@
 """The triggers that keep the rollups exact whoever writes the readings table: this app, older releases, an operator.
 
-On SQLite a trigger per row adds each inserted reading to its hour, day and week histograms, takes
-each deleted one off them, and does both for an update; a reading the rollups cannot hold (a value
-or date that is not an integer, a date before 1970) marks its device and type as read raw. The
-app's own batches pause the insert trigger (a row in rollup_pause, inside the batch's write
-transaction, which no other writer can see) and add their histograms in one step instead. On
-PostgreSQL, triggers per statement do the same from the statement's transition tables, in one
-upsert per level, with rows locked in key order so that concurrent writers never deadlock.
+An insert counts nothing on the hot path: the new readings are pending until a fold adds them to
+their hour, day and week histograms (canary/statistics/folding.py). On SQLite they are the rows
+past rollup_state.folded_rowid, so the insert trigger only counts a row inserted at or below it (a
+reused or chosen rowid); on PostgreSQL the insert trigger copies the statement's rows to
+rollup_log. Deletes and updates take rows off and add them to the histograms at once, where they
+were counted; a reading the rollups cannot hold (a value or date that is not an integer, a date
+before 1970) marks its device and type as read raw. On PostgreSQL, triggers run per statement
+from its transition tables, with rows locked in key order so that concurrent writers never
+deadlock, and each holds FOLD_LOCK shared until its transaction ends, so that a fold under the
+exclusive lock sees every write that counts in the snapshot it hands on.
 """
 from canary.statistics.planner import LEVELS, ROLLUP_HORIZON
 
+# PostgreSQL's advisory lock key that writers of readings hold shared and a fold holds exclusively.
+FOLD_LOCK = 0x63616E617279  # "canary"
 NAMES = ("canary_rollups_insert", "canary_rollups_delete", "canary_rollups_update_old",
          "canary_rollups_update_new", "canary_rollups_exceptions", "canary_rollups_exceptions_update")
 POSTGRESQL_NAMES = ("canary_rollups_insert", "canary_rollups_delete", "canary_rollups_update",
@@ -43,6 +48,11 @@ def _add(row):
         for width, offset in LEVELS)
 
 
+def counted_sql(row):
+    """A row the rollups already count, on SQLite: at or below the folded rowid."""
+    return f"{row}.rowid <= (SELECT folded_rowid FROM rollup_state WHERE id = 1)"
+
+
 def _take(row):
     path = f"'$.\"' || {row}.value || '\"'"
     return "\n".join(
@@ -53,7 +63,7 @@ def _take(row):
         for width, offset in LEVELS)
 
 
-_COLUMNS = "device_uuid, type, value, date_created"
+_COLUMNS = "id, device_uuid, type, value, date_created"
 
 
 def sqlite_triggers():
@@ -61,13 +71,13 @@ def sqlite_triggers():
     exception = "INSERT OR IGNORE INTO rollup_exceptions (device_uuid, type) VALUES (NEW.device_uuid, NEW.type);"
     return [
         f"CREATE TRIGGER IF NOT EXISTS canary_rollups_insert AFTER INSERT ON readings "
-        f"WHEN {rollable_sql('NEW')} AND NOT EXISTS (SELECT 1 FROM rollup_pause) BEGIN {_add('NEW')} END",
+        f"WHEN {rollable_sql('NEW')} AND {counted_sql('NEW')} BEGIN {_add('NEW')} END",
         f"CREATE TRIGGER IF NOT EXISTS canary_rollups_delete AFTER DELETE ON readings "
-        f"WHEN {rollable_sql('OLD')} BEGIN {_take('OLD')} END",
+        f"WHEN {rollable_sql('OLD')} AND {counted_sql('OLD')} BEGIN {_take('OLD')} END",
         f"CREATE TRIGGER IF NOT EXISTS canary_rollups_update_old AFTER UPDATE OF {_COLUMNS} ON readings "
-        f"WHEN {rollable_sql('OLD')} BEGIN {_take('OLD')} END",
+        f"WHEN {rollable_sql('OLD')} AND {counted_sql('OLD')} BEGIN {_take('OLD')} END",
         f"CREATE TRIGGER IF NOT EXISTS canary_rollups_update_new AFTER UPDATE OF {_COLUMNS} ON readings "
-        f"WHEN {rollable_sql('NEW')} BEGIN {_add('NEW')} END",
+        f"WHEN {rollable_sql('NEW')} AND {counted_sql('NEW')} BEGIN {_add('NEW')} END",
         f"CREATE TRIGGER IF NOT EXISTS canary_rollups_exceptions AFTER INSERT ON readings "
         f"WHEN {excepted_sql('NEW')} BEGIN {exception} END",
         f"CREATE TRIGGER IF NOT EXISTS canary_rollups_exceptions_update AFTER UPDATE OF {_COLUMNS} ON readings "
@@ -78,14 +88,8 @@ def sqlite_triggers():
 _PG_LEVELS = ", ".join(f"({width}, {offset})" for width, offset in LEVELS)
 
 
-# Counts that only grow need no check for zeros, nor a function call per row: the added values are
-# summed inline, and concatenation (||) keeps the others.
-_ADDED = ("r.hist || (SELECT jsonb_object_agg(key, coalesce((r.hist ->> key)::bigint, 0) + value::bigint) "
-          "FROM jsonb_each_text(EXCLUDED.hist))")
-
-
-def _pg_apply(rows, sign):
-    """Return the statements adding (sign 1) or taking off (-1) the rollable readings of a transition table."""
+def pg_apply(rows, sign):
+    """Return the statement adding (sign 1) or taking off (-1) the rollable readings of a table of readings."""
     return f"""
     INSERT INTO rollups AS r (type, level, bucket, device_uuid, hist, total)
     SELECT type, level, bucket, device_uuid, jsonb_object_agg(value::text, n), sum(n)
@@ -98,7 +102,7 @@ def _pg_apply(rows, sign):
     GROUP BY type, level, bucket, device_uuid
     ORDER BY type, level, bucket, device_uuid
     ON CONFLICT (type, level, bucket, device_uuid) DO UPDATE
-        SET hist = {_ADDED if sign > 0 else "canary_hist_add(r.hist, EXCLUDED.hist)"}, total = r.total + EXCLUDED.total;
+        SET hist = canary_hist_add(r.hist, EXCLUDED.hist), total = r.total + EXCLUDED.total;
     """
 
 
@@ -114,7 +118,15 @@ def _pg_exceptions(rows):
 
 def _pg_function(name, body):
     return (f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
-            f"BEGIN {body} RETURN NULL; END $body$")
+            f"BEGIN PERFORM pg_advisory_xact_lock_shared({FOLD_LOCK}); {body} RETURN NULL; END $body$")
+
+
+_PG_PENDING = f"""
+    INSERT INTO rollup_log (device_uuid, type, value, date_created)
+    SELECT device_uuid, type, value, date_created FROM new_rows
+    WHERE device_uuid IS NOT NULL AND type IS NOT NULL AND value IS NOT NULL
+      AND date_created >= 0 AND date_created < {ROLLUP_HORIZON};
+"""
 
 
 # The sum of two histograms, keys at 0 dropped. It walks only b's few keys, and concatenation (||) keeps a's
@@ -129,11 +141,12 @@ def postgresql_functions():
     """Return the statements that create (or replace) PostgreSQL's functions, which the triggers call by name."""
     return [
         HIST_ADD,
-        _pg_function("canary_rollups_on_insert", _pg_apply("new_rows", 1) + _pg_exceptions("new_rows")),
-        _pg_function("canary_rollups_on_delete", _pg_apply("old_rows", -1)),
+        _pg_function("canary_rollups_on_insert", _PG_PENDING + _pg_exceptions("new_rows")),
+        _pg_function("canary_rollups_on_delete", pg_apply("old_rows", -1)),
         _pg_function("canary_rollups_on_update",
-                     _pg_apply("old_rows", -1) + _pg_apply("new_rows", 1) + _pg_exceptions("new_rows")),
-        _pg_function("canary_rollups_on_truncate", "DELETE FROM rollups; DELETE FROM rollup_exceptions;"),
+                     pg_apply("old_rows", -1) + pg_apply("new_rows", 1) + _pg_exceptions("new_rows")),
+        _pg_function("canary_rollups_on_truncate",
+                     "DELETE FROM rollups; DELETE FROM rollup_exceptions; DELETE FROM rollup_log;"),
     ]
 
 

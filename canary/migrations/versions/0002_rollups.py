@@ -4,9 +4,11 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-06
 
-The histograms of the readings already stored are built afterwards, in the background, in small
-transactions (canary/statistics/builder.py): rollup_state starts as "building", and until it is
-"ready" each answer reads the raw readings of what the rebuild has not reached.
+The triggers are put in place by the latest migration that defines them (0005), on an empty table,
+or else by the builder, which then builds the histograms of the readings already stored in the
+background, in small transactions (canary/statistics/builder.py): rollup_state starts as
+"building", and until it is "ready" each answer reads the raw readings of what the rebuild has
+not reached.
 """
 import sqlalchemy as sa
 from alembic import op
@@ -50,10 +52,6 @@ def upgrade():
     )
     op.create_table("rollup_pause", sa.Column("id", sa.Integer(), primary_key=True))
     bind = op.get_bind()
-    if bind.dialect.name == "postgresql":
-        op.execute("LOCK TABLE readings IN SHARE MODE")  # no reading arrives unseen between here and the triggers
-    for statement in triggers.create_statements(bind.dialect.name):
-        op.execute(statement)
     empty = bind.execute(sa.text("SELECT 1 FROM readings LIMIT 1")).first() is None
     op.bulk_insert(state, [{"id": 1, "status": "ready" if empty else "building"}])
 

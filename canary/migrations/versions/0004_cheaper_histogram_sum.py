@@ -1,15 +1,12 @@
 """PostgreSQL's triggers sum histograms by walking the added counts only, not both histograms.
 
-The functions are replaced, the triggers left as they are: a table whose triggers are gone stays
-unarmed until the rollups are rebuilt.
+Its functions are superseded by those of 0005, which replaces every trigger and function, so the
+upgrade does nothing here any more.
 
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-07
 """
-from alembic import op
-
-from canary.statistics import triggers
 
 revision = "0004"
 down_revision = "0003"
@@ -18,9 +15,7 @@ depends_on = None
 
 
 def upgrade():
-    if op.get_bind().dialect.name == "postgresql":
-        for statement in triggers.postgresql_functions():
-            op.execute(statement)
+    """Nothing left to do: 0005 replaces every trigger and function with the current ones."""
 
 
 def downgrade():

@@ -1,0 +1,101 @@
+"""Folding pending readings into the rollups, and the read snapshots in which none is pending.
+
+Storing a reading counts it in no rollup, so that an insert costs what it would without them: it
+is pending until a fold adds it to its hour, day and week histograms. On SQLite the pending
+readings are the rows past rollup_state.folded_rowid; on PostgreSQL, the rows of rollup_log.
+Each process's builder thread folds them in the background. An answer first folds what is left
+while writers are held off (SQLite's writers' lock; on PostgreSQL, FOLD_LOCK, which every write
+trigger holds shared), and takes its snapshot before they go on: the rollups it reads then count
+every reading it sees. Only a writer the app cannot hold off (another program, on SQLite) may
+slip a reading in between; the answer sees it pending and reads the raw readings instead.
+"""
+from contextlib import ExitStack, contextmanager
+
+import sqlalchemy as sa
+
+from canary.database import read_snapshot, write_transaction, writers_queue
+from canary.statistics import rollups, triggers
+from models import RollupState
+
+FOLD_ROWS = 50_000  # readings a fold takes in one transaction; an answer reads raw rather than wait for more
+_PIN = sa.select(RollupState.status).where(RollupState.id == 1)  # a read: SQLite starts the snapshot at the first
+
+
+def pending(connection):
+    """Tell whether any reading waits to be folded into the rollups."""
+    try:
+        return bool(connection.execute(sa.select(rollups.pending_sql(connection.dialect.name))
+                                       .where(RollupState.id == 1)).scalar())
+    except sa.exc.DBAPIError:
+        return False  # no rollups' tables (a schema not yet migrated): nothing to fold
+
+
+def fold(connection, limit=FOLD_ROWS):
+    """Add up to `limit` pending readings to the rollups inside the caller's write transaction; return how many."""
+    if connection.dialect.name == "postgresql":
+        return connection.execute(_FOLD_POSTGRESQL, {"limit": limit}).scalar()
+    folded = connection.execute(sa.select(RollupState.folded_rowid).where(RollupState.id == 1)).scalar()
+    if folded is None:
+        return 0
+    rows = connection.execute(_PENDING_SQLITE, {"folded": folded, "limit": limit}).all()
+    if rows:
+        rollups.add_counts(connection, [row[1:5] for row in rows if row.rollable])
+        connection.execute(sa.update(RollupState).where(RollupState.id == 1).values(folded_rowid=rows[-1].position))
+    return len(rows)
+
+
+def fold_all(connection):
+    """Fold every pending reading inside the caller's write transaction, as a rebuild's step needs."""
+    while fold(connection) == FOLD_ROWS:
+        pass
+
+
+_PENDING_SQLITE = sa.text(
+    "SELECT rowid AS position, device_uuid, type, value, date_created, "
+    f"{triggers.rollable_sql('readings')} AS rollable FROM readings WHERE rowid > :folded ORDER BY rowid LIMIT :limit")
+# Rows go by ctid, which names them without a key; the count is of the readings taken off the log.
+_FOLD_POSTGRESQL = sa.text(
+    "WITH moved AS (DELETE FROM rollup_log WHERE ctid = ANY(ARRAY(SELECT ctid FROM rollup_log LIMIT :limit)) "
+    "RETURNING device_uuid, type, value, date_created), "
+    f"added AS ({triggers.pg_apply('moved', 1).strip().rstrip(';')}) "
+    "SELECT count(*) FROM moved")
+
+
+@contextmanager
+def snapshot(engine):
+    """Yield a connection in a read snapshot where no reading is pending, unless folding failed or fell behind."""
+    with ExitStack() as writers:
+        try:
+            with engine.connect() as connection:
+                waiting = pending(connection)
+            if waiting:
+                writers.enter_context(_writers_held_off(engine))
+                with write_transaction(engine, queued=True) as connection:
+                    fold(connection)
+        except sa.exc.DBAPIError:  # a database busy past its timeout, or read-only: answers read raw readings
+            writers.close()
+        with read_snapshot(engine) as connection:
+            connection.execute(_PIN)
+            writers.close()
+            yield connection
+
+
+@contextmanager
+def _writers_held_off(engine):
+    """Hold the app's writers off: SQLite's writers' lock, or FOLD_LOCK exclusively on a PostgreSQL session."""
+    if engine.dialect.name != "postgresql":
+        with writers_queue(engine):
+            yield
+        return
+    with engine.connect() as connection:
+        connection.execute(sa.select(sa.func.pg_advisory_lock(triggers.FOLD_LOCK)))
+        connection.commit()
+        try:
+            yield
+        finally:
+            try:
+                connection.execute(sa.select(sa.func.pg_advisory_unlock(triggers.FOLD_LOCK)))
+                connection.commit()
+            except sa.exc.DBAPIError:
+                connection.invalidate()  # closing the session lets the lock go; the pool must not keep it held
+                raise

@@ -1,0 +1,111 @@
+"""Stored readings wait, pending, for a fold into the rollups; every answer still counts them, exactly."""
+import threading
+
+import pytest
+import sqlalchemy as sa
+from assertions import wait_until
+from test_rollups import DEVICES, START, ask_everything, insert_directly, post_all, readings
+
+from canary.statistics import fleet, folding, rollups
+from models import Rollup, RollupState, db
+
+
+def counted(application):
+    """Return how many readings the hour rollups count, and whether any reading is pending."""
+    with application.app_context(), db.engine.connect() as connection:
+        total = connection.execute(sa.select(sa.func.coalesce(sa.func.sum(Rollup.total), 0))
+                                   .where(Rollup.level == 3600)).scalar()
+        return total, folding.pending(connection)
+
+
+def stored(application):
+    with application.app_context(), db.engine.connect() as connection:
+        return connection.execute(sa.text("SELECT count(*) FROM readings")).scalar()
+
+
+@pytest.fixture
+def folded_app(make_app, monkeypatch):
+    """An app whose readings are all folded, the summary reading rollups however sparse."""
+    monkeypatch.setattr(fleet, "DENSE", 0)
+    application = make_app()
+    post_all(application.test_client(), readings(21, 600))
+    assert application.test_client().get("/devices/dev-a/readings/mean/?type=humidity").status_code == 200
+    assert counted(application) == (stored(application), False)
+    return application, application.test_client()
+
+
+def test_stored_readings_are_pending_until_an_answer_folds_them(folded_app, answers):
+    application, client = folded_app
+    post_all(client, readings(22, 90))
+    insert_directly(application, readings(23, 30))
+    with application.app_context(), db.engine.begin() as connection:  # a pending reading updated, one deleted
+        last = connection.execute(sa.text("SELECT max(date_created) FROM readings")).scalar()
+        connection.execute(sa.text("UPDATE readings SET value = value + 1 WHERE date_created = :last"), {"last": last})
+        connection.execute(sa.text("DELETE FROM readings WHERE date_created = (SELECT min(date_created) "
+                                   "FROM readings WHERE value = 20)"))
+    total, waiting = counted(application)
+    assert waiting and total < stored(application)
+    ask_everything(client, answers, "dev-b", "temperature", START + 500, 30 * 86_400, "Europe/London", "1d")
+    assert counted(application) == (stored(application), False)
+
+
+def test_answers_read_raw_readings_while_readings_stay_pending(folded_app, answers, monkeypatch):
+    application, client = folded_app
+    monkeypatch.setattr(folding, "fold", lambda connection, limit=None: 0)  # as if a writer slipped one in
+    post_all(client, readings(24, 30))
+    seen = []
+    monkeypatch.setattr(rollups, "serving", lambda *args, real=rollups.serving: seen.append(real(*args)) or seen[-1])
+    ask_everything(client, answers, "dev-c", "humidity", START, 40 * 86_400, "UTC", "1w")
+    assert seen and not any(seen)
+    assert counted(application)[1]
+
+
+@pytest.mark.parametrize("database_uri", ["sqlite"], indirect=True)  # PostgreSQL's pending readings are rollup_log's
+def test_a_rowid_at_or_below_the_fold_is_counted_by_the_trigger(folded_app, answers):
+    application, client = folded_app
+    with application.app_context(), db.engine.begin() as connection:
+        last = connection.execute(sa.text("SELECT max(rowid) FROM readings")).scalar()
+        assert connection.execute(sa.select(RollupState.folded_rowid)).scalar() == last
+        connection.execute(sa.text("DELETE FROM readings WHERE rowid IN (:last, 7)"), {"last": last})
+    insert_directly(application, readings(25, 1))  # SQLite gives it the rowid just freed
+    with application.app_context(), db.engine.begin() as connection:
+        assert connection.execute(sa.text("SELECT max(rowid) FROM readings")).scalar() == last
+        connection.execute(sa.text("INSERT INTO readings (id, device_uuid, type, value, date_created) "
+                                   "VALUES (7, 'dev-a', 'temperature', 33, :date)"), {"date": START + 86_400})
+    assert counted(application) == (stored(application), False)
+    ask_everything(client, answers, "dev-a", "temperature", START, 45 * 86_400, "Asia/Kolkata", "1d")
+
+
+def test_the_builder_thread_folds_pending_readings_without_any_answer(make_app):
+    application = make_app(ROLLUP_BUILDER=True)
+    client = application.test_client()
+    post_all(client, readings(26, 300))
+    assert application.extensions["canary_rollups_builder"].is_alive()  # the first request started it
+    wait_until(lambda: counted(application) == (stored(application), False), what="every reading folded")
+
+
+def test_answers_stay_exact_while_readings_arrive(folded_app, answers):
+    application, client = folded_app
+    batches = [readings(30 + number, 40) for number in range(4)]
+    failures = []
+
+    def post(batch):
+        sender = application.test_client()
+        for reading in batch:
+            body = {key: reading[key] for key in ("type", "value", "date_created")}
+            status = sender.post(f"/devices/{reading['device_uuid']}/readings/", json=body).status_code
+            if status != 201:
+                failures.append(status)
+
+    senders = [threading.Thread(target=post, args=(batch,)) for batch in batches]
+    for sender in senders:
+        sender.start()
+    while any(sender.is_alive() for sender in senders):
+        answer = client.get("/devices/dev-a/readings/quartiles/", query_string={"type": "temperature"})
+        assert answer.status_code == 200
+    for sender in senders:
+        sender.join()
+    assert failures == []
+    for device in DEVICES:
+        ask_everything(client, answers, device, "temperature", START, 45 * 86_400, "UTC", "1d")
+    assert counted(application) == (stored(application), False)
