@@ -162,8 +162,8 @@ class Builder(threading.Thread):
         while not self.stopping.is_set():
             try:
                 busy = self.tend()
-            except sa.exc.SQLAlchemyError:
-                log.warning("Could not tend the rollups; trying again shortly", exc_info=True)
+            except sa.exc.SQLAlchemyError as error:  # the database's state, not a bug: a line, no traceback
+                log.warning("Could not tend the rollups (%s); trying again shortly", getattr(error, "orig", error))
                 busy = False
             if not busy:
                 self.stopping.wait(self.idle_seconds)
