@@ -12,6 +12,7 @@ from test_metrics_api import assert_same
 
 from canary.access.rules import DEVICE_READ, FLEET_READ
 from canary.database import write_transaction
+from canary.statistics import fleet, rollups
 from models import SensorData, db
 
 SUMMARY = "/devices/summary/"
@@ -87,6 +88,19 @@ def test_summary_orders_by_count_then_device(client):
                        "quartile_3_value": 5.5}
     limited = client.get(SUMMARY, query_string={"type": "temperature", "limit": 2}).get_json()
     assert limited == rows[:2]
+
+
+@pytest.mark.parametrize("served", ["rollups", "raw"])
+@pytest.mark.parametrize("offset, limit", [(2**63 - 1, 28_848), (2**63 - 1, None), (3, 2**63 - 1)])
+def test_summary_pages_past_the_end_to_an_empty_page(client, monkeypatch, served, offset, limit):
+    post_readings(client, [("a", "temperature", 1, 1), ("b", "temperature", 2, 2), ("b", "temperature", 3, 3)])
+    if served == "raw":
+        monkeypatch.setattr(rollups, "fleet_serving", lambda *args: False)
+    else:
+        monkeypatch.setattr(fleet, "DENSE", 0)  # the rollups answer, however few readings a row holds
+    query = {"type": "temperature", "offset": offset, **({} if limit is None else {"limit": limit})}
+    answer = client.get(SUMMARY, query_string=query)
+    assert answer.status_code == 200 and answer.get_json() == []
 
 
 def test_summary_streams_many_devices_in_order(client):

@@ -12,6 +12,7 @@ pass that the database sorts by count.
 import heapq
 import itertools
 import operator
+import sys
 
 import msgspec
 import sqlalchemy as sa
@@ -79,7 +80,8 @@ def _raw_rows(connection, type, start, end, sort, order, limit, offset, chunk_ro
 
     def in_the_databases_order():
         try:
-            for device in itertools.islice(devices, offset, None if limit is None else offset + limit):
+            stop = None if limit is None else min(offset + limit, sys.maxsize)  # islice takes no larger stop
+            for device in itertools.islice(devices, offset, stop):
                 yield encode(summary_row(*device))
         finally:
             devices.close()
