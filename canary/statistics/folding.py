@@ -17,7 +17,7 @@ from canary.database import read_snapshot, write_transaction, writers_queue
 from canary.statistics import rollups, triggers
 from models import RollupState
 
-FOLD_ROWS = 50_000  # readings a fold takes in one transaction; an answer reads raw rather than wait for more
+FOLD_ROWS = 5_000  # readings a fold takes in one transaction, a few MB; past it an answer reads raw readings
 _PIN = sa.select(RollupState.status).where(RollupState.id == 1)  # a read: SQLite starts the snapshot at the first
 
 
