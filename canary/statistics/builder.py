@@ -7,7 +7,7 @@ a SHARE lock on PostgreSQL's readings table), and moves rollup_state's frontier 
 triggers and folds keep whatever lies behind the frontier exact from then on; answers read raw
 readings for what lies ahead of it. `Builder` runs the steps in a background thread of each app
 process, one process at a time (a lease in rollup_state), re-arms when the triggers have gone,
-and folds pending readings into the rollups (canary/statistics/folding.py) ten times a second.
+and folds pending readings into the rollups (canary/statistics/folding.py) every 25 ms.
 """
 import logging
 import os
@@ -152,7 +152,7 @@ def build(engine, chunk_rows=CHUNK_ROWS):
 class Builder(threading.Thread):
     """A daemon thread that keeps the rollups armed and built, holding rollup_state's lease while it builds."""
 
-    def __init__(self, engine, idle_seconds=0.1):
+    def __init__(self, engine, idle_seconds=0.025):
         super().__init__(name="canary-rollups", daemon=True)
         self.engine, self.idle_seconds = engine, idle_seconds
         self.identity = f"{socket.gethostname()}:{os.getpid()}"[:64]
