@@ -7,7 +7,8 @@ a SHARE lock on PostgreSQL's readings table), and moves rollup_state's frontier 
 triggers and folds keep whatever lies behind the frontier exact from then on; answers read raw
 readings for what lies ahead of it. `Builder` runs the steps in a background thread of each app
 process, one process at a time (a lease in rollup_state), re-arms when the triggers have gone,
-and folds pending readings into the rollups (canary/statistics/folding.py) every 25 ms.
+and folds pending readings into the rollups (canary/statistics/folding.py) every 25 ms while they
+arrive, looking less and less often, down to once a second, while none do.
 """
 import logging
 import os
@@ -152,13 +153,15 @@ def build(engine, chunk_rows=CHUNK_ROWS):
 class Builder(threading.Thread):
     """A daemon thread that keeps the rollups armed and built, holding rollup_state's lease while it builds."""
 
-    def __init__(self, engine, idle_seconds=0.025):
+    def __init__(self, engine, idle_seconds=1.0, fold_seconds=0.025):
         super().__init__(name="canary-rollups", daemon=True)
-        self.engine, self.idle_seconds = engine, idle_seconds
+        self.engine, self.idle_seconds, self.fold_seconds = engine, idle_seconds, fold_seconds
         self.identity = f"{socket.gethostname()}:{os.getpid()}"[:64]
         self.stopping = threading.Event()
+        self.folded = False
 
     def run(self):
+        pause = self.fold_seconds
         while not self.stopping.is_set():
             try:
                 busy = self.tend()
@@ -166,7 +169,10 @@ class Builder(threading.Thread):
                 log.warning("Could not tend the rollups (%s); trying again shortly", getattr(error, "orig", error))
                 busy = False
             if not busy:
-                self.stopping.wait(self.idle_seconds)
+                # Small folds often while readings arrive, each a short hold of the write lock; an idle
+                # database is looked at less and less often, down to once every idle_seconds.
+                pause = self.fold_seconds if self.folded else min(2 * pause, self.idle_seconds)
+                self.stopping.wait(pause)
 
     def tend(self):
         """Re-arm lost triggers, fold pending readings, or take one rebuild step if this process holds the lease;
@@ -180,10 +186,13 @@ class Builder(threading.Thread):
             if self.lease():
                 arm(self.engine)
             return True
+        self.folded = False
         if waiting:
             with write_transaction(self.engine) as connection:
-                if folding.fold(connection) == folding.FOLD_ROWS:
-                    return True
+                folded = folding.fold(connection)
+            self.folded = folded > 0
+            if folded == folding.FOLD_ROWS:
+                return True
         return current.status == "building" and self.lease() and step(self.engine)
 
     def lease(self):
