@@ -7,8 +7,9 @@ a SHARE lock on PostgreSQL's readings table), and moves rollup_state's frontier 
 triggers and folds keep whatever lies behind the frontier exact from then on; answers read raw
 readings for what lies ahead of it. `Builder` runs the steps in a background thread of each app
 process, one process at a time (a lease in rollup_state), re-arms when the triggers have gone,
-and folds pending readings into the rollups (canary/statistics/folding.py) every 25 ms while they
-arrive, looking less and less often, down to once a second, while none do.
+and, in the process holding the lease, folds pending readings into the rollups
+(canary/statistics/folding.py) every 25 ms while they arrive, looking less and less often, down
+to once a second, while none do.
 """
 import logging
 import os
@@ -175,8 +176,8 @@ class Builder(threading.Thread):
                 self.stopping.wait(pause)
 
     def tend(self):
-        """Re-arm lost triggers, fold pending readings, or take one rebuild step if this process holds the lease;
-        return whether work is left to do at once."""
+        """Re-arm lost triggers, or fold pending readings and take one rebuild step if this process holds the
+        lease; return whether work is left to do at once."""
         with self.engine.connect() as connection:
             current, is_armed = rollups.state(connection), rollups.armed(connection)
             waiting = is_armed and folding.pending(connection)
@@ -187,13 +188,22 @@ class Builder(threading.Thread):
                 arm(self.engine)
             return True
         self.folded = False
-        if waiting:
+        if waiting and self.holds_lease(current):  # one process folds: the others would only queue for the lock
             with write_transaction(self.engine) as connection:
                 folded = folding.fold(connection)
             self.folded = folded > 0
             if folded == folding.FOLD_ROWS:
                 return True
         return current.status == "building" and self.lease() and step(self.engine)
+
+    def holds_lease(self, current):
+        """Tell whether this process holds the lease, as `current` (rollup_state) shows it; renew it once half spent."""
+        now = time.time()
+        if current.builder == self.identity and (current.lease_until or 0) - now > LEASE_SECONDS / 2:
+            return True
+        if current.builder not in (None, self.identity) and (current.lease_until or 0) > now:
+            return False
+        return self.lease()
 
     def lease(self):
         """Take or renew the rebuild's lease; return whether this process holds it."""
