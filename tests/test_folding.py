@@ -109,3 +109,31 @@ def test_answers_stay_exact_while_readings_arrive(folded_app, answers):
     for device in DEVICES:
         ask_everything(client, answers, device, "temperature", START, 45 * 86_400, "UTC", "1d")
     assert counted(application) == (stored(application), False)
+
+
+def test_a_database_at_migration_0004_upgrades_in_place_and_answers_exactly(make_app, answers):
+    import flask_migrate
+
+    from canary.schema import MIGRATIONS
+    from canary.statistics import builder
+
+    application = make_app()
+    client = application.test_client()
+    with application.app_context():
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0004")
+        with db.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+            assert not rollups.armed(connection)
+    insert_directly(application, readings(40, 400))  # stored under 0004's schema
+    with application.app_context():
+        flask_migrate.upgrade(directory=str(MIGRATIONS))
+        with db.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        background = builder.Builder(db.engine)
+        while background.tend():  # the builder arms the triggers and rebuilds
+            pass
+    assert counted(application) == (stored(application), False)
+    post_all(client, readings(41, 60))
+    for device in DEVICES:
+        ask_everything(client, answers, device, "humidity", START + 321, 40 * 86_400, "Europe/London", "1d")
+    assert counted(application) == (stored(application), False)
