@@ -1,9 +1,12 @@
 """Request ids, the JSON request log and /metrics, in one process; tests/test_operations.py runs them served."""
+import datetime
 import json
 import re
 
 import pytest
 from assertions import assert_error
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from canary.monitoring import request_log
@@ -71,6 +74,14 @@ def test_request_log_has_one_json_line_per_request_and_never_the_token(make_app,
     assert (third["status"], third["route"], third["path"]) == (404, None, "/no/such/path")
     assert token not in path.read_text() and "cnry_wrong" not in path.read_text()
     assert {line["source"] for line in lines} == {"app"}
+
+
+@given(st.lists(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False), min_size=1, max_size=5))
+def test_request_log_time_is_datetimes_iso_format_to_the_millisecond(epochs):
+    for epoch in epochs + [int(epoch) + 0.5 for epoch in epochs]:  # and again within a second already formatted
+        moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+        expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        assert request_log.utc_time(epoch) == expected
 
 
 def test_request_log_of_a_streamed_listing_counts_every_byte(make_app, device, tmp_path):

@@ -53,7 +53,18 @@ class LineLog:
             pass  # a full disk or a closed stderr must not fail the request
 
 
+_formatted_second = (None, "")  # the last whole second formatted, and its text up to the milliseconds
+
+
 def utc_time(epoch_seconds):
     """Format epoch seconds as ISO 8601 UTC with milliseconds: 2026-12-06T20:30:00.123Z."""
-    moment = datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    global _formatted_second
+    whole = int(epoch_seconds)
+    microseconds = round((epoch_seconds - whole) * 1_000_000)  # rounded as datetime rounds it
+    if microseconds >= 1_000_000:
+        whole, microseconds = whole + 1, microseconds - 1_000_000
+    second, text = _formatted_second  # one read, so that another thread's update never mixes in
+    if second != whole:  # formatting a date costs microseconds, and a busy worker logs many lines a second
+        text = datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _formatted_second = (whole, text)
+    return f"{text}{microseconds // 1000:03d}Z"
