@@ -1,6 +1,4 @@
 """The Canary readings API: the application factory, and the application it builds from the environment."""
-from flask import Flask
-
 import models
 from canary import schema
 from canary.access import roles, tokens
@@ -15,6 +13,7 @@ from canary.openapi.page import bp as openapi_page
 from canary.readings.views import bp as readings
 from canary.statistics import builder
 from canary.statistics.views import bp as statistics
+from canary.web.application import CanaryFlask
 from canary.web.errors import register_error_handlers
 from canary.web.guards import RequestGuards
 from canary.web.json import MsgspecJSONProvider
@@ -26,7 +25,7 @@ BLUEPRINTS = (ingest, readings, statistics, monitoring, openapi_page, dashboard,
 
 def create_app(test_config=None):
     """Create the application from the environment's settings, then test_config's. It touches no database."""
-    app = Flask(__name__, static_folder=None)  # the dashboard serves its own files, under /dashboard/
+    app = CanaryFlask(__name__, static_folder=None)  # the dashboard serves its own files, under /dashboard/
     app.response_class = BufferedResponse
     app.json = MsgspecJSONProvider(app)
     load_settings(app.config)

@@ -269,3 +269,25 @@ def test_open_mode_logs_one_warning_at_start(clean_env, monkeypatch, caplog, mod
     logged = [record for record in caplog.records if record.levelno >= logging.WARNING]
     assert len(logged) == warnings
     assert all("open" in record.getMessage() and "CANARY_AUTH" in record.getMessage() for record in logged)
+
+
+def test_app_checks_each_view_and_hook_for_async_once(make_app, monkeypatch, device):
+    import flask.app
+    checked = []
+    real_check = flask.app.iscoroutinefunction
+    monkeypatch.setattr(flask.app, "iscoroutinefunction", lambda func: checked.append(func) or real_check(func))
+    client = make_app().test_client()
+    reading = {"type": "temperature", "value": 20, "date_created": 1}
+    assert client.post(f"/devices/{device}/readings/", json=reading).status_code == 201
+    first = len(checked)
+    for date in range(2, 5):
+        assert client.post(f"/devices/{device}/readings/", json={**reading, "date_created": date}).status_code == 201
+    assert first >= 3 and len(checked) == first
+
+
+def test_app_still_refuses_an_async_view_without_asgiref(make_app):
+    async def view():
+        return "never"
+
+    with pytest.raises(RuntimeError, match="async"):
+        make_app().ensure_sync(view)
