@@ -8,8 +8,9 @@ triggers and folds keep whatever lies behind the frontier exact from then on; an
 readings for what lies ahead of it. `Builder` runs the steps in a background thread of each app
 process, one process at a time (a lease in rollup_state), re-arms when the triggers have gone,
 and, in the process holding the lease, folds pending readings into the rollups
-(canary/statistics/folding.py) every 25 ms while they arrive, looking less and less often, down
-to once a second, while none do.
+(canary/statistics/folding.py) four times a second while they arrive, looking less and less often,
+down to once a second, while none do. Each fold has a fixed cost of about a millisecond, so folding
+more often would spend that on a few readings each time; an answer folds whatever is left itself.
 """
 import logging
 import os
@@ -154,7 +155,7 @@ def build(engine, chunk_rows=CHUNK_ROWS):
 class Builder(threading.Thread):
     """A daemon thread that keeps the rollups armed and built, holding rollup_state's lease while it builds."""
 
-    def __init__(self, engine, idle_seconds=1.0, fold_seconds=0.025):
+    def __init__(self, engine, idle_seconds=1.0, fold_seconds=0.25):
         super().__init__(name="canary-rollups", daemon=True)
         self.engine, self.idle_seconds, self.fold_seconds = engine, idle_seconds, fold_seconds
         self.identity = f"{socket.gethostname()}:{os.getpid()}"[:64]
@@ -170,7 +171,7 @@ class Builder(threading.Thread):
                 log.warning("Could not tend the rollups (%s); trying again shortly", getattr(error, "orig", error))
                 busy = False
             if not busy:
-                # Small folds often while readings arrive, each a short hold of the write lock; an idle
+                # Folds a few times a second while readings arrive, each a short hold of the write lock; an idle
                 # database is looked at less and less often, down to once every idle_seconds.
                 pause = self.fold_seconds if self.folded else min(2 * pause, self.idle_seconds)
                 self.stopping.wait(pause)
