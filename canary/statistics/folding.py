@@ -9,6 +9,7 @@ trigger holds shared), and takes its snapshot before they go on: the rollups it 
 every reading it sees. Only a writer the app cannot hold off (another program, on SQLite) may
 slip a reading in between; the answer sees it pending and reads the raw readings instead.
 """
+import functools
 from contextlib import ExitStack, contextmanager
 
 import sqlalchemy as sa
@@ -24,10 +25,14 @@ _PIN = sa.select(RollupState.status).where(RollupState.id == 1)  # a read: SQLit
 def pending(connection):
     """Tell whether any reading waits to be folded into the rollups."""
     try:
-        return bool(connection.execute(sa.select(rollups.pending_sql(connection.dialect.name))
-                                       .where(RollupState.id == 1)).scalar())
+        return bool(connection.execute(_pending_statement(connection.dialect.name)).scalar())
     except sa.exc.DBAPIError:
         return False  # no rollups' tables (a schema not yet migrated): nothing to fold
+
+
+@functools.cache
+def _pending_statement(dialect):
+    return sa.select(rollups.pending_sql(dialect)).where(RollupState.id == 1)
 
 
 def fold(connection, limit=FOLD_ROWS):

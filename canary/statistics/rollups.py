@@ -3,6 +3,8 @@
 Every function takes a connection inside one read snapshot (canary.statistics.folding.snapshot), so
 that rollup buckets and raw readings come from the same state of the database.
 """
+import functools
+
 import msgspec
 import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
@@ -52,6 +54,7 @@ def state(connection):
         return None
 
 
+@functools.cache
 def pending_sql(dialect):
     """Return a SQL truth: some reading waits to be folded into the rollups (canary/statistics/folding.py)."""
     if dialect == "postgresql":
@@ -64,18 +67,23 @@ def _status(connection, device_uuid=None, reading_type=None):
     """Return the state's status and frontier, whether readings are pending, whether the device and type are
     excepted and, on PostgreSQL, how many triggers are armed: one statement, as each costs a round trip there.
     None where the tables are not there."""
-    dialect = connection.dialect.name
-    columns = [RollupState.status, RollupState.frontier_device, RollupState.frontier_type,
-               pending_sql(dialect).label("pending")]
-    if device_uuid is not None:
-        columns.append(sa.exists().where(RollupException.device_uuid == device_uuid,
-                                         RollupException.type == reading_type).label("excepted"))
-    if dialect == "postgresql":
-        columns.append(_TRIGGERS.columns(count=sa.Integer()).scalar_subquery().label("triggers"))
+    statement = _status_statement(connection.dialect.name, device_uuid is not None)
     try:
-        return connection.execute(sa.select(*columns).where(RollupState.id == 1)).first()
+        return connection.execute(statement, {"device_uuid": device_uuid, "reading_type": reading_type}).first()
     except sa.exc.DBAPIError:
         return None
+
+
+@functools.cache  # built once: building it costs more than SQLite takes to answer it
+def _status_statement(dialect, for_device):
+    columns = [RollupState.status, RollupState.frontier_device, RollupState.frontier_type,
+               pending_sql(dialect).label("pending")]
+    if for_device:
+        columns.append(sa.exists().where(RollupException.device_uuid == sa.bindparam("device_uuid"),
+                                         RollupException.type == sa.bindparam("reading_type")).label("excepted"))
+    if dialect == "postgresql":
+        columns.append(_TRIGGERS.columns(count=sa.Integer()).scalar_subquery().label("triggers"))
+    return sa.select(*columns).where(RollupState.id == 1)
 
 
 def serving(connection, device_uuid, reading_type):

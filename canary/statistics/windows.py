@@ -6,6 +6,8 @@ it, then its finer buckets, then an hour's raw readings. From the raw readings o
 a rebuild has reached the device, for values the rollups cannot hold, or for spans too sparse
 for buckets to pay): slower, and just as exact.
 """
+import functools
+
 import sqlalchemy as sa
 
 from canary.statistics import planner, rollups
@@ -20,12 +22,27 @@ def fetch_span(connection, filters):
 
     Two seeks to either end of the index, in one statement: SQLite scans for MIN and MAX in one query.
     """
-    statement = matching(sa.select(SensorData.date_created), **filters).where(
-        SensorData.date_created >= 0, SensorData.value.is_not(None))
-    first, last = connection.execute(sa.select(
-        statement.order_by(SensorData.date_created).limit(1).scalar_subquery(),
-        statement.order_by(SensorData.date_created.desc()).limit(1).scalar_subquery())).one()
+    given = _given(filters)
+    first, last = connection.execute(_span_statement(tuple(given)), given).one()
     return None if first is None else (first, last)
+
+
+@functools.cache  # statements are built once per shape of filters: building one costs more than a seek
+def _span_statement(names):
+    statement = matching(sa.select(SensorData.date_created), **_parameters(names)).where(
+        SensorData.date_created >= 0, SensorData.value.is_not(None))
+    return sa.select(statement.order_by(SensorData.date_created).limit(1).scalar_subquery(),
+                     statement.order_by(SensorData.date_created.desc()).limit(1).scalar_subquery())
+
+
+def _given(filters):
+    """Return the filters that are set, by name."""
+    return {name: value for name, value in filters.items() if value is not None}
+
+
+def _parameters(names):
+    """Return bind parameters named after filters, to stand for their values in matching()."""
+    return {name: sa.bindparam(name) for name in names}
 
 
 def fetch_histogram(connection, filters):
@@ -40,15 +57,22 @@ def fetch_reading(connection, filters, value, position, count):
     The time index has no order by value, so the scan for it starts from the nearer end.
     """
     from_end = position > (count - 1) // 2
+    given = _given(filters)
+    statement = _reading_statement(tuple(given), from_end, connection.dialect.name)
+    skip = count - 1 - position if from_end else position
+    return connection.execute(statement, {**given, "reading_value": value, "skip": skip}).one()._asdict()
+
+
+@functools.cache
+def _reading_statement(names, from_end, dialect):
     direction = sa.desc if from_end else sa.asc
-    statement = (
-        matching(sa.select(*READING_COLUMNS), **filters)
-        .where(SensorData.value == value)
+    return (
+        matching(sa.select(*READING_COLUMNS), **_parameters(names))
+        .where(SensorData.value == sa.bindparam("reading_value"))
         .order_by(direction(SensorData.date_created), direction(arrival_order()))
         .limit(1)
-        .offset(count - 1 - position if from_end else position)
+        .offset(sa.bindparam("skip"))
     )
-    return connection.execute(statement).one()._asdict()
 
 
 class RawWindow:
