@@ -43,6 +43,16 @@ class Database:
             return "PostgreSQL " + self.query("SHOW server_version")[0][0].split()[0]
         return "SQLite file in WAL mode"
 
+    def pending_readings(self):
+        """Return how many stored readings the app has not yet folded into its rollups, or None before its schema."""
+        try:
+            if self.is_postgres:
+                return self.query("SELECT count(*) FROM rollup_log")[0][0]
+            return self.query("SELECT coalesce((SELECT max(rowid) FROM readings), 0) - coalesce(folded_rowid, 0) "
+                              "FROM rollup_state")[0][0]
+        except (sqlite3.Error, psycopg.Error, IndexError):
+            return None
+
     def close(self):
         """Close the connection."""
         self.connection.close()

@@ -66,6 +66,15 @@ def bench_metrics(api, database, settings):
     return rows
 
 
+def wait_folded(database, began, limit=300):
+    """Wait until the server has folded every stored reading into its rollups; return the seconds from `began`."""
+    while time.monotonic() - began < limit:
+        if database.pending_readings() == 0:
+            return time.monotonic() - began
+        time.sleep(0.2)
+    raise RuntimeError(f"readings were still pending {limit} s after the server started")
+
+
 def bench_streaming(api, readings):
     """Stream the whole history listing and report the largest growth of a worker's peak RSS.
 
@@ -115,9 +124,13 @@ def bench_summary(url, workers, settings):
     server = launchers.new_server("fleet-api", launchers.production, "app:app", workers,
                                   DATABASE_URL=fleet_url, CANARY_AUTH="open")
     try:
+        began = time.monotonic()
         server.start()
         path = "/devices/summary/?type=temperature"
         load.timed_gets(server.port, path, 1)
+        # Readings loaded in bulk, as here, wait to be folded into the rollups: the server catches up in
+        # the background, and the summary is timed once it has, as a fleet runs from then on.
+        folded = wait_folded(database, began)
         note("streaming the summary")
         with process_memory.PeakRss(server.worker_pids()) as peak:
             received, devices, seconds, complete = load.stream_get(server.port, path)
@@ -130,8 +143,8 @@ def bench_summary(url, workers, settings):
     whole = complete and devices == FLEET_DEVICES
     label = f"{FLEET_DEVICES:,} devices × {FLEET_READINGS} readings ({total:,})"
     return [
-        Row(f"Summary: {label}", f"{ms(p50)} p50 · raw GROUP BY device_uuid, value {ms(raw)} · {p50 / raw:.2f}×",
-            "≤ 1.5× raw", p50 <= 1.5 * raw),
+        Row(f"Summary: {label}", f"{ms(p50)} p50 · raw GROUP BY device_uuid, value {ms(raw)} · {p50 / raw:.2f}× · "
+            f"bulk load folded {folded:.0f} s after start", "≤ 1.5× raw", p50 <= 1.5 * raw),
         Row(f"Summary: streaming, {label}",
             f"{peak.describe()} · {devices:,} devices, {received / 1e6:.1f} MB in {seconds:.2f} s"
             + ("" if whole else " · INCOMPLETE"),
