@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from assertions import wait_until
 from test_rollups import DEVICES, START, ask_everything, insert_directly, post_all, readings
 
-from canary.statistics import fleet, folding, rollups
+from canary.statistics import builder, fleet, folding, rollups
 from models import Rollup, RollupState, db
 
 
@@ -82,6 +82,20 @@ def test_the_builder_thread_folds_pending_readings_without_any_answer(make_app):
     post_all(client, readings(26, 300))
     assert application.extensions["canary_rollups_builder"].is_alive()  # the first request started it
     wait_until(lambda: counted(application) == (stored(application), False), what="every reading folded")
+
+
+def test_folds_come_sooner_while_each_holds_the_writers_too_long_and_later_while_short():
+    shortest, longest = builder.FOLD_PAUSES
+    long_fold, short_fold = 2 * builder.FOLD_HOLD_SECONDS, builder.FOLD_HOLD_SECONDS / 10
+    pauses = [longest]
+    for _ in range(10):
+        pauses.append(builder.next_fold_pause(pauses[-1], long_fold))
+    assert pauses == sorted(pauses, reverse=True) and pauses[-1] == shortest and len(set(pauses)) > 2
+    for _ in range(10):
+        pauses.append(builder.next_fold_pause(pauses[-1], short_fold))
+    assert pauses[10:] == sorted(pauses[10:]) and pauses[-1] == longest
+    in_between = 0.75 * builder.FOLD_HOLD_SECONDS
+    assert all(builder.next_fold_pause(pause, in_between) == pause for pause in set(pauses))
 
 
 def test_answers_stay_exact_while_readings_arrive(folded_app, answers):
