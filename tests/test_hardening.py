@@ -185,7 +185,9 @@ def wsgi_call(wsgi_app, method, path, body, headers=()):
     return statuses[0], stream
 
 
-@pytest.mark.parametrize("path, size", [("/devices/dev-1/readings/", 1024 * 1024 - 1),
+@pytest.mark.parametrize("path, size", [("/devices/dev-1/readings/", 100), ("/readings/", 64 * 1024),
+                                        ("/devices/dev-1/readings/", 64 * 1024 + 1),
+                                        ("/devices/dev-1/readings/", 1024 * 1024 - 1),
                                         ("/devices/dev-1/readings/", 4 * 1024 * 1024),
                                         ("/readings/", 8 * 1024 * 1024)])
 def test_refused_body_is_read_to_its_end_before_the_answer(make_app, path, size):
