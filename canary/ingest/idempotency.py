@@ -141,9 +141,18 @@ def release(mine):
             IdempotencyKey.status.is_(None)))
 
 
-@contextlib.contextmanager
 def keyed(device_uuid=None):
     """Claim the request's key, if it has one, around storing its readings; give it up if the request fails."""
+    if HEADER not in request.headers:
+        return _UNKEYED  # most requests: no generator to start and finish on the hot path
+    return _claimed(device_uuid)
+
+
+_UNKEYED = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _claimed(device_uuid):
     mine = claim(device_uuid)
     try:
         yield mine
