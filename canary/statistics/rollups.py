@@ -219,17 +219,19 @@ _KEYED = sa.text(
     "AND r.device_uuid = k.value ->> 3")
 
 
-def add_counts(connection, readings):
-    """Add readings, (device_uuid, type, value, date_created) each, to the rollups, inside a SQLite write transaction.
+def add_counts(connection, counts):
+    """Add counts of readings to the rollups, inside a SQLite write transaction.
 
-    Each bucket's row is read once, added to in Python and written back whole: a fold of one busy
-    device's readings writes its few buckets, not an upsert per value. PostgreSQL folds in one statement.
+    Each count is (device_uuid, type, value, date, readings): `readings` readings of that value
+    within the finest bucket that starts at `date`. Each bucket's row is read once, added to in
+    Python and written back whole: a fold of one busy device's readings writes its few buckets,
+    not an upsert per value. PostgreSQL folds in one statement.
     """
     histograms = {}
-    for device, reading_type, value, date in readings:
+    for device, reading_type, value, date, readings in counts:
         for width, offset in LEVELS:
             histogram = histograms.setdefault((reading_type, width, bucket_start(date, width, offset), device), {})
-            histogram[value] = histogram.get(value, 0) + 1
+            histogram[value] = histogram.get(value, 0) + readings
     if not histograms:
         return
     keys = msgspec.json.encode(list(histograms)).decode()

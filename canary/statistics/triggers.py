@@ -38,6 +38,11 @@ def _bucket(row, width, offset):
     return f"({row}.date_created + {offset}) / {width} * {width} - {offset}"
 
 
+def finest_bucket_sql(row):
+    """Return SQL for the first second of a reading's finest bucket, which lies within one bucket of every level."""
+    return _bucket(row, *min(LEVELS))
+
+
 def _add(row):
     path = f"'$.\"' || {row}.value || '\"'"
     return "\n".join(
