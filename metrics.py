@@ -140,8 +140,8 @@ def compute(metric, filters):
     The histogram comes from the rollups where they serve (canary/statistics/windows.py), and one
     read snapshot holds for the histogram and the reading that min, max and median return.
     """
-    with folding.snapshot(db.engine) as connection:
-        source = windows.window(connection, filters)
+    with folding.snapshot(db.engine, filters) as (connection, current):
+        source = windows.window(connection, filters, current)
         try:
             return _compute(metric, source)
         except rollups.InconsistentRollups:

@@ -60,6 +60,17 @@ def test_answers_read_raw_readings_while_readings_stay_pending(folded_app, answe
     assert counted(application)[1]
 
 
+def test_answers_read_raw_readings_when_the_rollups_status_fails(folded_app, answers, monkeypatch):
+    _, client = folded_app
+    post_all(client, readings(26, 30))
+    # As on a schema not yet migrated: the failed statement leaves a PostgreSQL transaction unusable.
+    monkeypatch.setattr(rollups, "_status_statement", lambda *args: sa.text("SELECT status FROM no_such_table"))
+    seen = []
+    monkeypatch.setattr(rollups, "serving", lambda *args, real=rollups.serving: seen.append(real(*args)) or seen[-1])
+    ask_everything(client, answers, "dev-a", "temperature", START, 40 * 86_400, "Asia/Kathmandu", "1d")
+    assert seen and not any(seen)
+
+
 @pytest.mark.parametrize("database_uri", ["sqlite"], indirect=True)  # PostgreSQL's pending readings are rollup_log's
 def test_a_rowid_at_or_below_the_fold_is_counted_by_the_trigger(folded_app, answers):
     application, client = folded_app

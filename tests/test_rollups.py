@@ -53,8 +53,9 @@ def insert_directly(application, batch):
 
 def serving(application, device, reading_type):
     """Tell whether the rollups answer for a device and type, in the snapshot an answer would read."""
-    with application.app_context(), folding.snapshot(db.engine) as connection:
-        return rollups.serving(connection, device, reading_type)
+    filters = {"device_uuid": device, "type": reading_type}
+    with application.app_context(), folding.snapshot(db.engine, filters) as (connection, current):
+        return rollups.serving(connection, device, reading_type, current)
 
 
 windows = st.tuples(st.integers(START - 86_400, START + SPAN + 86_400), st.integers(0, SPAN + 2 * 86_400))

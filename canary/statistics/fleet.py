@@ -45,8 +45,8 @@ def summary_row(device_uuid, histogram):
 def summary(type, start=None, end=None, limit=None, offset=0, sort=DEFAULT_SORT, order=None, chunk_rows=1000):
     """Yield the summary as pieces of one JSON array; the first next() runs the queries and yields None."""
     order = order or ("asc" if sort == "device_uuid" else "desc")
-    with folding.snapshot(db.engine) as connection:
-        rows = _rollup_rows(connection, type, start, end, sort, order, limit, offset)
+    with folding.snapshot(db.engine) as (connection, current):
+        rows = _rollup_rows(connection, current, type, start, end, sort, order, limit, offset)
         if rows is None:
             rows = _raw_rows(connection, type, start, end, sort, order, limit, offset, chunk_rows)
         yield None
@@ -89,9 +89,9 @@ def _raw_rows(connection, type, start, end, sort, order, limit, offset, chunk_ro
     return in_the_databases_order()
 
 
-def _rollup_rows(connection, type, start, end, sort, order, limit, offset):
+def _rollup_rows(connection, current, type, start, end, sort, order, limit, offset):
     """Return the rows from the rollups, or None where they cannot answer (not whole, or too sparse a span)."""
-    if not rollups.fleet_serving(connection):
+    if not rollups.fleet_serving(connection, current):
         return None
     span = _span(connection, type, start, end)
     if span is None:

@@ -19,7 +19,6 @@ from canary.statistics import rollups, triggers
 from models import RollupState
 
 FOLD_ROWS = 5_000  # readings a fold takes in one transaction, a few MB; past it an answer reads raw readings
-_PIN = sa.select(RollupState.status).where(RollupState.id == 1)  # a read: SQLite starts the snapshot at the first
 
 
 def pending(connection):
@@ -75,22 +74,38 @@ _FOLD_POSTGRESQL = sa.text(
 
 
 @contextmanager
-def snapshot(engine):
-    """Yield a connection in a read snapshot where no reading is pending, unless folding failed or fell behind."""
-    with ExitStack() as writers:
-        try:
-            with engine.connect() as connection:
-                waiting = pending(connection)
-            if waiting:
-                writers.enter_context(_writers_held_off(engine))
-                with write_transaction(engine, queued=True) as connection:
-                    fold(connection)
-        except sa.exc.DBAPIError:  # a database busy past its timeout, or read-only: answers read raw readings
-            writers.close()
-        with read_snapshot(engine) as connection:
-            connection.execute(_PIN)
-            writers.close()
-            yield connection
+def snapshot(engine, filters=None):
+    """Yield (connection, status) in a read snapshot where no reading is pending, unless folding failed or fell behind.
+
+    `status` is canary.statistics.rollups.status(connection, filters), the snapshot's first statement:
+    when nothing is pending, as is usual, the answer needs no other connection or statement to start.
+    """
+    with ExitStack() as reading:
+        connection, current = _begin(reading, engine, filters)
+        if current is not None and current.pending:
+            reading.close()
+            with ExitStack() as writers:
+                try:
+                    writers.enter_context(_writers_held_off(engine))
+                    with write_transaction(engine, queued=True) as folder:
+                        fold(folder)
+                except sa.exc.DBAPIError:  # a database busy past its timeout, or read-only: answers read raw readings
+                    writers.close()
+                connection, current = _begin(reading, engine, filters)  # before the writers go on
+        yield connection, current
+
+
+def _begin(stack, engine, filters):
+    """Begin a read snapshot on the stack with the rollups' status; a fresh one without it if that failed.
+
+    A failed statement leaves a PostgreSQL transaction unusable, and it fails only on a schema not yet migrated.
+    """
+    connection = stack.enter_context(read_snapshot(engine))
+    current = rollups.status(connection, filters)
+    if current is None:
+        stack.close()
+        connection = stack.enter_context(read_snapshot(engine))
+    return connection, current
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import sqlalchemy.dialects.sqlite
 
 from canary.statistics import triggers
 from canary.statistics.planner import LEVELS, Block, Raw, bucket_start
-from models import Rollup, RollupException, RollupLog, RollupState
+from models import Rollup, RollupException, RollupLog, RollupState, SensorData, matching
 
 _decode = msgspec.json.Decoder(dict[int, int]).decode
 _armed_versions = {}  # SQLite engine URL -> (schema_version, armed), as each process last saw them
@@ -22,15 +22,15 @@ class InconsistentRollups(RuntimeError):
     """Rollups and raw readings disagreed (a negative count): answer from the raw readings instead."""
 
 
-def armed(connection, status=None):
+def armed(connection, current=None):
     """Tell whether every rollup trigger is in place on the readings table, as the rollups need.
 
     The legacy test harness drops the table and makes a bare one, which takes the triggers with it.
     On SQLite the schema's version number tells, for a few microseconds, whether anything changed;
-    on PostgreSQL a row from _status() has counted the triggers already.
+    on PostgreSQL a row from status() has counted the triggers already.
     """
     if connection.dialect.name == "postgresql":
-        count = status.triggers if status is not None else connection.execute(_TRIGGERS).scalar()
+        count = current.triggers if current is not None else connection.execute(_TRIGGERS).scalar()
         return count == len(triggers.POSTGRESQL_NAMES)
     version = connection.exec_driver_sql("PRAGMA schema_version").scalar()
     key = str(connection.engine.url)
@@ -63,32 +63,50 @@ def pending_sql(dialect):
     return sa.or_(RollupState.folded_rowid.is_(None), last.scalar_subquery() > RollupState.folded_rowid)
 
 
-def _status(connection, device_uuid=None, reading_type=None):
-    """Return the state's status and frontier, whether readings are pending, whether the device and type are
-    excepted and, on PostgreSQL, how many triggers are armed: one statement, as each costs a round trip there.
-    None where the tables are not there."""
-    statement = _status_statement(connection.dialect.name, device_uuid is not None)
+def status(connection, filters=None):
+    """Return the rollups' status as one row, or None where their tables are not there.
+
+    The state's status and frontier, whether readings are pending and, on PostgreSQL, how many
+    triggers are armed; given one device's filters (device_uuid and type, optional start and end),
+    also whether the device and type are excepted and the first and last date_created >= 0 of the
+    matching readings. One statement, as each costs a round trip on PostgreSQL: a read snapshot
+    takes it first (canary.statistics.folding.snapshot), and most answers need nothing more of it.
+    """
+    given = {} if filters is None else {name: value for name, value in filters.items() if value is not None}
     try:
-        return connection.execute(statement, {"device_uuid": device_uuid, "reading_type": reading_type}).first()
+        return connection.execute(_status_statement(connection.dialect.name, tuple(given)), given).first()
     except sa.exc.DBAPIError:
         return None
 
 
-@functools.cache  # built once: building it costs more than SQLite takes to answer it
-def _status_statement(dialect, for_device):
+@functools.cache  # built once per shape of filters: building it costs more than SQLite takes to answer it
+def _status_statement(dialect, names):
     columns = [RollupState.status, RollupState.frontier_device, RollupState.frontier_type,
                pending_sql(dialect).label("pending")]
-    if for_device:
+    if "device_uuid" in names:
         columns.append(sa.exists().where(RollupException.device_uuid == sa.bindparam("device_uuid"),
-                                         RollupException.type == sa.bindparam("reading_type")).label("excepted"))
+                                         RollupException.type == sa.bindparam("type")).label("excepted"))
+        first, last = span_columns(names)
+        columns += [first.label("first"), last.label("last")]
     if dialect == "postgresql":
         columns.append(_TRIGGERS.columns(count=sa.Integer()).scalar_subquery().label("triggers"))
     return sa.select(*columns).where(RollupState.id == 1)
 
 
-def serving(connection, device_uuid, reading_type):
-    """Tell whether the rollups hold exactly the readings of one device and type."""
-    current = _status(connection, device_uuid, reading_type)
+def span_columns(names):
+    """Return two scalar subqueries: the first and last date_created >= 0 of the readings that match filters
+    with these names (bound by name), each a seek to one end of the time index."""
+    matched = matching(sa.select(SensorData.date_created), **{name: sa.bindparam(name) for name in names}).where(
+        SensorData.date_created >= 0, SensorData.value.is_not(None))
+    return (matched.order_by(SensorData.date_created).limit(1).scalar_subquery(),
+            matched.order_by(SensorData.date_created.desc()).limit(1).scalar_subquery())
+
+
+def serving(connection, device_uuid, reading_type, current):
+    """Tell whether the rollups hold exactly the readings of one device and type.
+
+    `current` is the snapshot's status() row for them, None where it could not be read.
+    """
     if current is None or current.pending or current.excepted or not armed(connection, current):
         return False
     if current.status == "ready":
@@ -100,9 +118,8 @@ def serving(connection, device_uuid, reading_type):
     return bool(connection.execute(behind).scalar())
 
 
-def fleet_serving(connection):
-    """Tell whether the rollups hold every device's readings, as the fleet summary needs."""
-    current = _status(connection)
+def fleet_serving(connection, current):
+    """Tell whether the rollups hold every device's readings, as the fleet summary needs; `current` as for serving()."""
     return current is not None and current.status == "ready" and not current.pending and armed(connection, current)
 
 

@@ -26,10 +26,10 @@ def series(device_uuid, filters, interval, zone, keep_empty):
     Raise buckets.TooManyBuckets, buckets.OutOfCalendar or EndsPastLastDate for a span the interval cannot bucket.
     """
     filters = {"device_uuid": device_uuid, **filters}
-    with folding.snapshot(db.engine) as connection:
+    with folding.snapshot(db.engine, filters) as (connection, current):
         first, last = filters["start"], filters["end"]
         if first is None or last is None:
-            span = windows.fetch_span(connection, filters)
+            span = windows.fetch_span(connection, filters, current)
             if span is None:
                 return []
             first, last = span[0] if first is None else first, span[1] if last is None else last
@@ -39,7 +39,7 @@ def series(device_uuid, filters, interval, zone, keep_empty):
         bounded = {**filters, "start": first, "end": last}
         counts = None
         if (interval.calendar or interval.seconds >= planner.DAY) and rollups.serving(connection, device_uuid,
-                                                                                    filters["type"]):
+                                                                                    filters["type"], current):
             try:
                 counts = rollup_histograms(connection, bounded, edges)
             except (planner.TooManyPieces, rollups.InconsistentRollups):

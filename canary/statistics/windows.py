@@ -17,22 +17,22 @@ from models import READING_COLUMNS, SensorData, arrival_order, matching
 MAX_PIECES = 5_000  # past this many buckets the window is sparse enough to read raw
 
 
-def fetch_span(connection, filters):
+def fetch_span(connection, filters, current=None):
     """Return the first and last date_created >= 0 of the matching readings, or None if none match.
 
-    Two seeks to either end of the index, in one statement: SQLite scans for MIN and MAX in one query.
+    From `current`, the snapshot's status row (canary.statistics.rollups.status), which has read them for
+    these filters; otherwise two seeks to either end of the index, in one statement.
     """
-    given = _given(filters)
-    first, last = connection.execute(_span_statement(tuple(given)), given).one()
-    return None if first is None else (first, last)
+    if current is None:
+        given = _given(filters)
+        current = connection.execute(_span_statement(tuple(given)), given).one()
+    return None if current.first is None else (current.first, current.last)
 
 
 @functools.cache  # statements are built once per shape of filters: building one costs more than a seek
 def _span_statement(names):
-    statement = matching(sa.select(SensorData.date_created), **_parameters(names)).where(
-        SensorData.date_created >= 0, SensorData.value.is_not(None))
-    return sa.select(statement.order_by(SensorData.date_created).limit(1).scalar_subquery(),
-                     statement.order_by(SensorData.date_created.desc()).limit(1).scalar_subquery())
+    first, last = rollups.span_columns(names)
+    return sa.select(first.label("first"), last.label("last"))
 
 
 def _given(filters):
@@ -126,15 +126,16 @@ class RollupWindow:
         return fetch_reading(self.connection, filters, value, position, count)
 
 
-def window(connection, filters):
+def window(connection, filters, current):
     """Return the window the filters describe (device_uuid and type, optional start and end), or None if empty.
 
     From the rollups where they serve; an inconsistency between them and the raw readings (which
-    only a bug could cause) falls back to the raw readings too.
+    only a bug could cause) falls back to the raw readings too. `current` is the snapshot's
+    status row for these filters (canary.statistics.rollups.status), None where it could not be read.
     """
-    if not rollups.serving(connection, filters["device_uuid"], filters["type"]):
+    if not rollups.serving(connection, filters["device_uuid"], filters["type"], current):
         return RawWindow(connection, filters)
-    span = fetch_span(connection, filters)
+    span = fetch_span(connection, filters, current)
     if span is None:
         return None
     try:
