@@ -139,20 +139,54 @@ def block_histograms(connection, device_uuid, reading_type, blocks):
         by_width.setdefault(block.width, set()).add(block.start)
     if not by_width:
         return {}
-    selects = []
-    for width, starts in by_width.items():
-        statement = sa.select(Rollup.level, Rollup.bucket, sa.cast(Rollup.hist, sa.Text)).where(
-            Rollup.device_uuid == device_uuid, Rollup.type == reading_type, Rollup.level == width)
-        low, high = min(starts), max(starts)
-        if len(starts) * 4 >= (high - low) // width + 1:  # dense: one index range
-            selects.append(statement.where(Rollup.bucket.between(low, high)))
-        else:
-            selects.append(statement.where(Rollup.bucket.in_(sorted(starts))))
+    blocks_statement = _blocks_postgresql if connection.dialect.name == "postgresql" else _blocks_sqlite
+    statement, parameters = blocks_statement(by_width)
+    parameters.update(device=device_uuid, type=reading_type)
     found = {}
-    for width, bucket, text in connection.execute(selects[0] if len(selects) == 1 else sa.union_all(*selects)):
+    for width, bucket, text in connection.execute(statement, parameters):
         if bucket in by_width[width]:
             found[Block(width, bucket)] = _decode(text)
     return found
+
+
+def _dense(starts, width):
+    """Tell whether bucket starts are dense enough to read as one index range from the first to the last."""
+    return len(starts) * 4 >= (max(starts) - min(starts)) // width + 1
+
+
+def _blocks_sqlite(by_width):
+    """Return the statement and parameters that read buckets {width: starts}: a SELECT per level."""
+    selects = []
+    for width, starts in by_width.items():
+        select = sa.select(Rollup.level, Rollup.bucket, sa.cast(Rollup.hist, sa.Text)).where(
+            Rollup.device_uuid == sa.bindparam("device"), Rollup.type == sa.bindparam("type"), Rollup.level == width)
+        dense = _dense(starts, width)
+        selects.append(select.where(Rollup.bucket.between(min(starts), max(starts)) if dense
+                                    else Rollup.bucket.in_(sorted(starts))))
+    return (selects[0] if len(selects) == 1 else sa.union_all(*selects)), {}
+
+
+def _blocks_postgresql(by_width):
+    """Return the statement and parameters that read buckets {width: starts}: index ranges given as arrays.
+
+    The statement's text is the same for any buckets, so psycopg prepares it once per connection, and
+    its generic plan reads one index range for each; a plan made for one IN list can scan a whole level.
+    """
+    ranges = []
+    for width, starts in by_width.items():
+        if _dense(starts, width):
+            ranges.append((width, min(starts), max(starts)))
+        else:
+            ranges += [(width, start, start) for start in sorted(starts)]
+    levels, lows, highs = map(list, zip(*ranges))
+    return _BLOCKS_POSTGRESQL, {"levels": levels, "lows": lows, "highs": highs}
+
+
+_BLOCKS_POSTGRESQL = sa.text(
+    "SELECT rollups.level, rollups.bucket, CAST(rollups.hist AS TEXT) "
+    "FROM unnest(CAST(:levels AS integer[]), CAST(:lows AS bigint[]), CAST(:highs AS bigint[])) AS k(level, low, high) "
+    "JOIN rollups ON rollups.device_uuid = :device AND rollups.type = :type AND rollups.level = k.level "
+    "AND rollups.bucket BETWEEN k.low AND k.high")
 
 
 def raw_histograms(connection, device_uuid, reading_type, raws):
