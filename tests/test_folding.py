@@ -178,3 +178,17 @@ def test_a_database_at_migration_0004_upgrades_in_place_and_answers_exactly(make
     for device in DEVICES:
         ask_everything(client, answers, device, "humidity", START + 321, 40 * 86_400, "Europe/London", "1d")
     assert counted(application) == (stored(application), False)
+
+
+@pytest.mark.parametrize("database_uri", ["postgresql"], indirect=True)
+def test_a_windows_buckets_are_read_one_index_range_at_a_time_on_postgresql(folded_app):
+    application, _ = folded_app
+    blocks = {3600: {START + 3600 * hour for hour in range(0, 48, 5)},
+              86_400: {START + 86_400 * day for day in range(3)}}
+    statement, parameters = rollups._blocks_postgresql(blocks)
+    with application.app_context(), db.engine.begin() as connection:
+        # As where one device holds most rows: the planner then prefers hashing all its buckets to a loop.
+        connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        plan = "\n".join(row[0] for row in connection.execute(
+            sa.text(f"EXPLAIN {statement.text}"), {**parameters, "device": "dev-a", "type": "temperature"}))
+    assert "Hash" not in plan and "Nested Loop" in plan, plan
