@@ -3,11 +3,12 @@
 Storing a reading counts it in no rollup, so that an insert costs what it would without them: it
 is pending until a fold adds it to its hour, day and week histograms. On SQLite the pending
 readings are the rows past rollup_state.folded_rowid; on PostgreSQL, the rows of rollup_log.
-Each process's builder thread folds them in the background. An answer first folds what is left
-while writers are held off (SQLite's writers' lock; on PostgreSQL, FOLD_LOCK, which every write
-trigger holds shared), and takes its snapshot before they go on: the rollups it reads then count
-every reading it sees. Only a writer the app cannot hold off (another program, on SQLite) may
-slip a reading in between; the answer sees it pending and reads the raw readings instead.
+Each process's builder thread folds them in the background. An answer whose snapshot finds some
+pending folds what is left while writers are held off (SQLite's writers' lock; on PostgreSQL,
+FOLD_LOCK, which every write trigger holds shared), and takes a new snapshot before they go on:
+the rollups it reads then count every reading it sees. Only a writer the app cannot hold off
+(another program, on SQLite) may slip a reading in between; the answer sees it pending and reads
+the raw readings instead.
 """
 import functools
 from contextlib import ExitStack, contextmanager
