@@ -72,7 +72,7 @@ def status(connection, filters=None):
     matching readings. One statement, as each costs a round trip on PostgreSQL: a read snapshot
     takes it first (canary.statistics.folding.snapshot), and most answers need nothing more of it.
     """
-    given = {} if filters is None else {name: value for name, value in filters.items() if value is not None}
+    given = given_filters(filters or {})
     try:
         return connection.execute(_status_statement(connection.dialect.name, tuple(given)), given).first()
     except sa.exc.DBAPIError:
@@ -93,10 +93,20 @@ def _status_statement(dialect, names):
     return sa.select(*columns).where(RollupState.id == 1)
 
 
+def given_filters(filters):
+    """Return the filters that are set, by name."""
+    return {name: value for name, value in filters.items() if value is not None}
+
+
+def bound_filters(names):
+    """Return bind parameters named after filters, to stand for their values in matching()."""
+    return {name: sa.bindparam(name) for name in names}
+
+
 def span_columns(names):
     """Return two scalar subqueries: the first and last date_created >= 0 of the readings that match filters
     with these names (bound by name), each a seek to one end of the time index."""
-    matched = matching(sa.select(SensorData.date_created), **{name: sa.bindparam(name) for name in names}).where(
+    matched = matching(sa.select(SensorData.date_created), **bound_filters(names)).where(
         SensorData.date_created >= 0, SensorData.value.is_not(None))
     return (matched.order_by(SensorData.date_created).limit(1).scalar_subquery(),
             matched.order_by(SensorData.date_created.desc()).limit(1).scalar_subquery())

@@ -24,7 +24,7 @@ def fetch_span(connection, filters, current=None):
     these filters; otherwise two seeks to either end of the index, in one statement.
     """
     if current is None:
-        given = _given(filters)
+        given = rollups.given_filters(filters)
         current = connection.execute(_span_statement(tuple(given)), given).one()
     return None if current.first is None else (current.first, current.last)
 
@@ -33,16 +33,6 @@ def fetch_span(connection, filters, current=None):
 def _span_statement(names):
     first, last = rollups.span_columns(names)
     return sa.select(first.label("first"), last.label("last"))
-
-
-def _given(filters):
-    """Return the filters that are set, by name."""
-    return {name: value for name, value in filters.items() if value is not None}
-
-
-def _parameters(names):
-    """Return bind parameters named after filters, to stand for their values in matching()."""
-    return {name: sa.bindparam(name) for name in names}
 
 
 def fetch_histogram(connection, filters):
@@ -57,7 +47,7 @@ def fetch_reading(connection, filters, value, position, count):
     The time index has no order by value, so the scan for it starts from the nearer end.
     """
     from_end = position > (count - 1) // 2
-    given = _given(filters)
+    given = rollups.given_filters(filters)
     statement = _reading_statement(tuple(given), from_end, connection.dialect.name)
     skip = count - 1 - position if from_end else position
     return connection.execute(statement, {**given, "reading_value": value, "skip": skip}).one()._asdict()
@@ -67,7 +57,7 @@ def fetch_reading(connection, filters, value, position, count):
 def _reading_statement(names, from_end, dialect):
     direction = sa.desc if from_end else sa.asc
     return (
-        matching(sa.select(*READING_COLUMNS), **_parameters(names))
+        matching(sa.select(*READING_COLUMNS), **rollups.bound_filters(names))
         .where(SensorData.value == sa.bindparam("reading_value"))
         .order_by(direction(SensorData.date_created), direction(arrival_order()))
         .limit(1)
