@@ -158,6 +158,15 @@ def test_body_over_max_content_length_is_413(client, stored_count, batch):
     assert stored_count() == 0
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_small_body_over_a_small_max_content_length_is_413(make_app, batch):
+    client = make_app(MAX_CONTENT_LENGTH=64).test_client()  # a body this small is read whole before the app
+    body = json.dumps([GOOD] if batch else GOOD) + " " * 64
+    assert_error(client.post("/devices/dev-1/readings/", data=body), 413)
+    assert client.post("/devices/dev-1/readings/", data=json.dumps(GOOD)).status_code == 201
+    assert len(client.get("/devices/dev-1/readings/").get_json()) == 1
+
+
 HOSTILE_BODIES = {
     "empty objects": "[" + "{}," * 900 + "{}]",
     "empty arrays": "[" + "[]," * 900 + "[]]",

@@ -3,6 +3,7 @@ import io
 import re
 
 _SLASHES = re.compile(r"//+")
+BODY = "canary.body"  # a small body, read whole before the app: request_body() takes it from here
 _DRAIN_CHUNK = 64 * 1024
 _READ_AT_ONCE = 64 * 1024  # bodies up to this size are read whole before the app: one read, in C
 
@@ -74,6 +75,8 @@ class RequestGuards:
             except Exception:  # the client went away: Flask finds the body short of its length and answers 400
                 data = b""
             environ["wsgi.input"] = io.BytesIO(data)
+            if len(data) == length:
+                environ[BODY] = data
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"] = CountedInput(environ["wsgi.input"])
         response = self.wsgi_app(environ, start_response)
