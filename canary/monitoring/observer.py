@@ -10,7 +10,7 @@ import time
 from flask import request
 
 from canary.monitoring import instruments
-from canary.monitoring.request_log import LineLog, utc_time
+from canary.monitoring.request_log import LineLog, RequestLine, utc_time
 
 # An id a client (or nginx) chose is kept if it is this tame; otherwise the request gets a new one.
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
@@ -75,12 +75,9 @@ class RequestObserver:
             timer.observe(seconds)
         if self.log is not None:
             token_id, token_kind = environ.get(TOKEN) or (None, None)
-            self.log.write({
-                "time": utc_time(arrived), "request_id": environ[REQUEST_ID], "method": method[:16],
-                "path": environ.get("PATH_INFO", "")[:200], "route": route, "device": environ.get(DEVICE),
-                "status": status, "duration": round(seconds, 6),
-                "bytes_in": _content_length(environ), "bytes_out": sent,
-                "token_id": token_id, "token_kind": token_kind, "source": "app"})
+            self.log.write(RequestLine(
+                utc_time(arrived), environ[REQUEST_ID], method[:16], environ.get("PATH_INFO", "")[:200], route,
+                environ.get(DEVICE), status, round(seconds, 6), _content_length(environ), sent, token_id, token_kind))
 
 
 class ObservedBody:

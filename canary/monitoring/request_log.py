@@ -11,6 +11,24 @@ _encode = msgspec.json.Encoder().encode
 REOPEN_CHECK_SECONDS = 1.0
 
 
+class RequestLine(msgspec.Struct):
+    """One request's log line, its fields in the order they are written (docs/operations.md)."""
+
+    time: str
+    request_id: str
+    method: str
+    path: str
+    route: str | None
+    device: str | None
+    status: int
+    duration: float
+    bytes_in: int
+    bytes_out: int
+    token_id: int | None
+    token_kind: str | None
+    source: str = "app"
+
+
 class LineLog:
     """Lines appended to stderr ("-") or to a file, which is opened again once logrotate has moved it."""
 
@@ -42,7 +60,7 @@ class LineLog:
                 os.close(old)
 
     def write(self, record):
-        """Append one record as a JSON line."""
+        """Append one record (a RequestLine, or anything else msgspec encodes) as a JSON line."""
         if self.path is not None:
             now = time.monotonic()
             if now - self.checked >= REOPEN_CHECK_SECONDS:
