@@ -1,10 +1,12 @@
 """Request ids, the JSON request log and /metrics, in one process; tests/test_operations.py runs them served."""
 import datetime
 import json
+import os
 import re
+import select
 
 import pytest
-from assertions import assert_error
+from assertions import assert_error, wait_until
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,8 +51,12 @@ def test_every_request_gets_its_own_id_and_errors_carry_it(client, device):
     assert body["request_id"] == "trace-7"
 
 
-def log_lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def log_lines(path, count):
+    """Return the log's lines once it has `count` of them: lines wait in memory for the next deferred flush."""
+    def lines():
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    wait_until(lambda: len(lines()) >= count, what=f"{count} log lines")
+    return lines()
 
 
 def test_request_log_has_one_json_line_per_request_and_never_the_token(make_app, issue, device, tmp_path):
@@ -62,7 +68,7 @@ def test_request_log_has_one_json_line_per_request_and_never_the_token(make_app,
                           headers={"Authorization": f"Bearer {token}"})
     refused = client.get(f"/devices/{device}/readings/", headers={"Authorization": "Bearer cnry_wrong"})
     missing = client.get("/no/such/path")
-    lines = log_lines(path)
+    lines = log_lines(path, 3)
     assert [line["request_id"] for line in lines] == [r.headers["X-Request-ID"] for r in (created, refused, missing)]
     first, second, third = lines
     assert first["method"] == "POST" and first["route"] == "/devices/<device_uuid>/readings/"
@@ -91,7 +97,22 @@ def test_request_log_of_a_streamed_listing_counts_every_byte(make_app, device, t
     client.post(f"/devices/{device}/readings/", json=[{**READING, "date_created": n} for n in range(10)])
     listing = client.get(f"/devices/{device}/readings/")
     assert len(listing.get_json()) == 10
-    assert log_lines(path)[-1]["bytes_out"] == len(listing.data)
+    assert log_lines(path, 2)[-1]["bytes_out"] == len(listing.data)
+
+
+def test_request_log_writes_whole_lines_in_order_never_more_than_pipe_buf_at_once(tmp_path, monkeypatch):
+    writes = []
+    real_write = os.write
+    monkeypatch.setattr(request_log.os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
+    path = tmp_path / "requests.log"
+    log = request_log.LineLog(str(path))
+    records = [{"n": n, "path": "/devices/" + "d" * (n % 150) + "/readings/"} for n in range(300)]
+    for record in records:
+        log.write(record)
+    log.flush()
+    assert writes and all(len(chunk) <= select.PIPE_BUF and chunk.endswith(b"\n") for chunk in writes)
+    written = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line for line in written if line["n"] >= 0] == records  # each line whole, once, in order
 
 
 def test_request_log_follows_its_file_when_logrotate_moves_it(make_app, device, tmp_path, monkeypatch):
@@ -99,10 +120,11 @@ def test_request_log_follows_its_file_when_logrotate_moves_it(make_app, device, 
     path = tmp_path / "requests.log"
     client = make_app(REQUEST_LOG=str(path)).test_client()
     client.get("/health")
+    log_lines(path, 1)  # written before the move
     path.rename(tmp_path / "requests.log.1")
     client.get("/health")
     client.get("/health")
-    assert len(log_lines(tmp_path / "requests.log.1")) == 1 and len(log_lines(path)) == 2
+    assert len(log_lines(path, 2)) == 2 and len(log_lines(tmp_path / "requests.log.1", 1)) == 1
 
 
 def test_metrics_count_requests_readings_and_token_checks(make_app, issue, device):

@@ -33,6 +33,12 @@ def total(scraped, name, **labels):
                if sample == name and set(labels.items()) <= set(sample_labels))
 
 
+def counted(scraped, route):
+    """Return the POSTs of a route answered 201, and the single readings stored, that a scrape counts."""
+    return (total(scraped, "canary_requests_total", route=route, method="POST", status="201"),
+            total(scraped, "canary_readings_stored_total", via="single"))
+
+
 def stored(url):
     engine = sa.create_engine(url)
     try:
@@ -52,19 +58,19 @@ def test_one_scrape_counts_every_worker_even_after_one_is_killed(production, tmp
     statuses = post_many(server.port, [f"/devices/d{n % 7}/readings/" for n in range(300)])
     assert statuses.count(201) == 300
     first = min(server.app_workers())
-    scraped = scrape(server)
     route = "/devices/<device_uuid>/readings/"
-    assert total(scraped, "canary_requests_total", route=route, method="POST", status="201") == 300
-    assert total(scraped, "canary_readings_stored_total", via="single") == 300
+    # Each worker copies its counts to its files at most FLUSH_SECONDS after counting them.
+    wait_until(lambda: counted(scrape(server), route) == (300, 300), what="300 requests and readings counted")
+    scraped = scrape(server)
     assert {labels for name, labels in scraped if name == "process_resident_memory_bytes"} == {
         (("worker", "worker0"),), (("worker", "worker1"),)}
     os.kill(first, signal.SIGKILL)  # granian starts the worker again in the same slot
     wait_until(lambda: len(server.app_workers()) == 2 and first not in server.app_workers(), what="a new worker")
     statuses = post_many(server.port, [f"/devices/d{n % 7}/readings/" for n in range(200)])
     assert statuses.count(201) == 200
+    wait_until(lambda: counted(scrape(server), route) == (500, 500), what="500 requests and readings counted")
+    assert stored(server.env["DATABASE_URL"]) == 500
     scraped = scrape(server)
-    assert total(scraped, "canary_requests_total", route=route, method="POST", status="201") == 500
-    assert total(scraped, "canary_readings_stored_total", via="single") == 500 == stored(server.env["DATABASE_URL"])
     assert sorted(value for (name, _), value in scraped.items() if name == "canary_worker_starts") == [1, 2]
     assert len(list((server.runtime_dir() / "metrics").glob("*.db"))) <= 2 * 4  # one file per kind per slot
 
@@ -90,7 +96,13 @@ def test_device_over_its_rate_limit_gets_429s_and_stores_nothing_more(production
     scraped = scrape(server, headers if auth == "open" else {
         "Authorization": "Bearer " + issue(application, "metrics")})
     assert total(scraped, "canary_rate_limited_total", route="device_readings") == statuses.count(429)
-    lines = [json.loads(line) for line in (tmp_path / "requests.log").read_text().splitlines()]
+
+    def logged():
+        return [json.loads(line) for line in (tmp_path / "requests.log").read_text().splitlines()]
+
+    # The app's lines wait in memory for its next deferred flush; the scrape's is the last.
+    wait_until(lambda: len([line for line in logged() if line["path"] != "/health"]) >= 40 + 2, what="42 log lines")
+    lines = logged()
     by_id = {line["request_id"]: line for line in lines}
     assert by_id[body["request_id"]]["status"] == 429 and by_id[body["request_id"]]["source"] == "nginx"
     sent = [line for line in lines if line["path"] != "/health"]  # the start's health checks aside
@@ -116,6 +128,16 @@ def test_request_log_has_a_line_for_every_request_whoever_answered(production, t
         (headers["X-Request-ID"], status, source)
         for (status, _, headers), source in zip(sent, ("app", "nginx", "nginx", "app")))
     assert sent[0][2]["X-Request-ID"] == "mine-1"
+
+
+def test_request_log_keeps_every_line_when_the_server_stops(production, tmp_path):
+    log = tmp_path / "requests.log"
+    server = production(f"sqlite:///{tmp_path}/stop.db", workers=2, CANARY_REQUEST_LOG=str(log))
+    statuses = post_many(server.port, [f"/devices/d{n % 5}/readings/" for n in range(200)])
+    assert statuses.count(201) == 200
+    assert server.stop() == 0  # at once: each worker writes what it holds in memory as it exits
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len([line for line in lines if line["status"] == 201]) == 200
 
 
 @pytest.mark.parametrize("path, allowed", [("/devices/d1/readings/", "GET, HEAD, OPTIONS, POST"),

@@ -10,7 +10,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from canary.access.rules import METRICS_READ, access
-from canary.monitoring import instruments
+from canary.monitoring import deferred, instruments
 from canary.openapi.describe import documented
 
 bp = Blueprint("monitoring", __name__)
@@ -28,6 +28,7 @@ def metrics_page():
     if not current_app.config["METRICS"]:
         abort(404, "Metrics are turned off on this server (CANARY_METRICS).")
     encode, content_type = choose_encoder(request.headers.get("Accept"))  # Prometheus's text, or OpenMetrics
+    deferred.flush()  # this worker's own counts to the moment; the others' are at most FLUSH_SECONDS old
     return Response(encode(registry()), content_type=content_type)
 
 

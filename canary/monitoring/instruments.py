@@ -7,16 +7,71 @@ never drop, and the folder holds one set of files per slot however often workers
 scrape reads the same few files after a million requests as after one.
 """
 import os
+import threading
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram, values
 
+from canary.monitoring import deferred
+
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 WORKER_SLOT = os.environ.get("WORKER_SLOT")
 WORKER = None
+
+
+class DeferredValue:
+    """A metric's value in a worker: counted in memory, copied to the worker's file by each deferred flush.
+
+    prometheus_client's own multiprocess value (FileValue) writes its file on every change.
+    """
+
+    _multiprocess = True
+    FileValue = None  # prometheus_client's class of values kept in the worker's files
+    lock = threading.Lock()
+    made = []
+
+    def __init__(self, *args, **kwargs):
+        self.file_value = self.FileValue(*args, **kwargs)
+        self.value = self.written = self.file_value.get()
+        with self.lock:
+            self.made.append(self)
+
+    def inc(self, amount):
+        with self.lock:
+            self.value += amount
+        if not deferred.running:
+            deferred.start()
+
+    def set(self, value, timestamp=None):
+        with self.lock:
+            self.value = self.written = value
+            self.file_value.set(value, timestamp)
+
+    def set_exemplar(self, exemplar):
+        return  # as in prometheus_client's multiprocess mode, which keeps no exemplars
+
+    def get(self):
+        with self.lock:
+            return self.value
+
+    def get_exemplar(self):
+        return None
+
+    @classmethod
+    def flush(cls):
+        """Copy every value changed since the last flush to the worker's files."""
+        with cls.lock:
+            for value in cls.made:
+                if value.value != value.written:
+                    value.file_value.set(value.value)
+                    value.written = value.value
+
+
 if MULTIPROCESS_DIR and WORKER_SLOT is not None:
     WORKER = f"worker{int(WORKER_SLOT)}"
-    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: WORKER)
+    DeferredValue.FileValue = values.MultiProcessValue(process_identifier=lambda: WORKER)
+    values.ValueClass = DeferredValue
+    deferred.every_flush(DeferredValue.flush)
     # Where a scrape finds this worker's process, for its memory, CPU time and files.
     Path(MULTIPROCESS_DIR, f"{WORKER}.pid").write_text(str(os.getpid()))
 
